@@ -1,0 +1,51 @@
+"""The private data dir: locks, run records, the scheduler watermark, run logs."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from cronman_core import conf
+from cronman_core.errors import DataDirError
+
+
+def default_data_dir() -> Path:
+    """``$XDG_STATE_HOME/cronman/<settings module>`` (``~/.local/state`` by default)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    project = os.environ.get("DJANGO_SETTINGS_MODULE") or "default"
+    return Path(base) / "cronman" / project
+
+
+def check_data_dir(path: Path) -> None:
+    """Refuse a data dir that is not a directory, not ours, or writable by others."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise DataDirError(f"data dir {path} is unusable: {exc.strerror}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise DataDirError(f"data dir {path} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise DataDirError(
+            f"data dir {path} is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise DataDirError(
+            f"data dir {path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o}); "
+            "run: chmod 700 " + str(path)
+        )
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DataDirError(f"data dir {path} is not writable")
+
+
+def get_data_dir(create: bool = True) -> Path:
+    """The configured data dir (``CRONMAN_DATA_DIR``), created 0700 and checked."""
+    configured = conf.get("CRONMAN_DATA_DIR")
+    path = Path(configured).expanduser() if configured else default_data_dir()
+    if create and not path.exists():
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise DataDirError(f"cannot create data dir {path}: {exc.strerror}") from exc
+    check_data_dir(path)
+    return path

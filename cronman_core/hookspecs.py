@@ -1,0 +1,209 @@
+"""Every hook of cronman, grouped by phase.
+
+Plugins implement these with :data:`cronman_core.hookimpl`. An
+implementation may accept any subset of a spec's parameters, so specs can
+grow without breaking plugins. Hooks are always called with keyword
+arguments.
+
+The protocol, in call order:
+
+1. The plugin manager loads built-ins, entry points (group ``cronman``),
+   plugin apps in ``INSTALLED_APPS`` and ``settings.CRONMAN_PLUGINS``.
+2. :func:`cronman_register_jobs` once per process, after the apps' own
+   ``cron_jobs`` modules were discovered.
+3. Scheduler tick: :func:`cronman_scheduler_tick`, then the due decision over
+   :func:`cronman_schedule_entries` with fire claims through
+   :func:`cronman_lock_backend`, plus :func:`cronman_requested_runs`; each run
+   is started with :func:`cronman_worker_command` and :func:`cronman_spawner`;
+   finally :func:`cronman_scheduler_tick_done`.
+4. Worker: the lock from :func:`cronman_lock_backend`, then
+   :func:`cronman_job_started`, the job, and one of
+   :func:`cronman_job_succeeded`, :func:`cronman_job_failed` (after
+   :func:`cronman_report_error`) or :func:`cronman_job_killed`.
+
+Notification hooks (``cronman_job_*``, ``cronman_report_error``,
+``cronman_scheduler_tick*``) are isolated by the core: an exception in one
+implementation is logged and the others still run; it never changes a job's
+outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from cronman_core.backends import LockBackend, Spawner, WorkerCommand
+    from cronman_core.job import CronJobRegistry
+    from cronman_core.run import JobRun
+    from cronman_core.schedule import ScheduleEntry
+    from cronman_core.scheduler import SchedulerControl
+
+hookspec = pluggy.HookspecMarker("cronman")
+
+
+# -- job discovery ------------------------------------------------------------
+
+
+@hookspec
+def cronman_register_jobs(registry: CronJobRegistry) -> None:
+    """Register job classes that do not live in an app's ``cron_jobs`` module.
+
+    Called once per process, after autodiscovery of ``cron_jobs`` /
+    ``cron_job`` modules, before any job is looked up.
+
+    :param registry: the :class:`~cronman_core.job.CronJobRegistry`; call
+        ``registry.register(JobClass, name=None)``.
+    """
+
+
+@hookspec
+def cronman_schedule_entries() -> list[ScheduleEntry | tuple[str, str]] | None:
+    """Contribute schedule entries.
+
+    Every implementation contributes; the scheduler uses the union. An entry
+    is a ``(time spec, job spec)`` pair or a
+    :class:`~cronman_core.schedule.ScheduleEntry`. An entry with
+    ``default=True`` is dropped when another entry runs the same job name,
+    so a project can override a plugin's default schedule.
+
+    :return: a list of entries, or None for none.
+    """
+
+
+# -- providers (first result wins) ---------------------------------------------
+
+
+@hookspec(firstresult=True)
+def cronman_lock_backend(data_dir: Path) -> LockBackend | None:
+    """Return the lock backend: worker locks, run records and fire claims.
+
+    Stops at first non-None result. The built-in ``pidfile`` plugin is the
+    default (``trylast``); the ``redis`` plugin provides a cluster-wide one.
+
+    :param data_dir: the validated private data dir.
+    :return: a :class:`~cronman_core.backends.LockBackend`.
+    """
+
+
+@hookspec(firstresult=True)
+def cronman_spawner(data_dir: Path) -> Spawner | None:
+    """Return the spawner that starts a worker for a job spec.
+
+    Stops at first non-None result. The built-in ``local`` plugin (a
+    detached subprocess) is the default; ``celery`` dispatches to a queue.
+
+    :param data_dir: the validated private data dir (for per-run logs).
+    :return: a :class:`~cronman_core.backends.Spawner`.
+    """
+
+
+# -- spawning ----------------------------------------------------------------
+
+
+@hookspec
+def cronman_worker_command(command: WorkerCommand) -> None:
+    """Rewrite the command of a worker about to be spawned, in place.
+
+    Called by the scheduler, ``cron_worker resume`` and task sources, never
+    for a direct ``cron_worker run``. Change ``command.argv`` /
+    ``command.env``; order wrappers with ``tryfirst`` / ``trylast`` (the
+    outermost wrapper is the one called last).
+
+    :param command: the :class:`~cronman_core.backends.WorkerCommand`; its
+        ``job_class`` and ``job_spec`` say what will run.
+    """
+
+
+# -- notifications (worker) ---------------------------------------------------
+
+
+@hookspec
+def cronman_job_started(run: JobRun) -> None:
+    """A worker acquired its lock and is about to call ``run()``.
+
+    :param run: the :class:`~cronman_core.run.JobRun` (spec, run id, host, PID).
+    """
+
+
+@hookspec
+def cronman_job_succeeded(run: JobRun) -> None:
+    """``run()`` returned; ``run.finished_at`` and ``run.duration`` are set.
+
+    :param run: the finished :class:`~cronman_core.run.JobRun`.
+    """
+
+
+@hookspec
+def cronman_job_failed(run: JobRun, exc: BaseException) -> None:
+    """``run()`` raised; called after :func:`cronman_report_error`.
+
+    :param run: the finished run; ``run.error`` holds the error text.
+    :param exc: the exception.
+    """
+
+
+@hookspec
+def cronman_job_killed(run: JobRun, signum: int) -> None:
+    """The worker got SIGTERM / SIGINT while in ``run()`` and is exiting.
+
+    :param run: the interrupted run.
+    :param signum: the signal number.
+    """
+
+
+@hookspec
+def cronman_report_error(
+    exc: BaseException, context: dict[str, Any], run: JobRun | None
+) -> None:
+    """Report an exception (a failing job, or an error of a command or tick).
+
+    :param exc: the exception, with its traceback.
+    :param context: tags such as ``job``, ``job_spec``, ``host``, ``run_id``,
+        ``command``.
+    :param run: the run when the error came from a job, else None.
+    """
+
+
+# -- scheduler -----------------------------------------------------------------
+
+
+@hookspec
+def cronman_scheduler_tick(control: SchedulerControl, now: dt.datetime) -> None:
+    """Called at each scheduler tick before it decides what is due.
+
+    Remote control applies requests here (``control.disable()``,
+    ``control.enable()``, ``control.kill(spec)``); monitors ping "run".
+
+    :param control: the :class:`~cronman_core.scheduler.SchedulerControl`.
+    :param now: the tick time (aware, UTC).
+    """
+
+
+@hookspec
+def cronman_scheduler_tick_done(
+    control: SchedulerControl, now: dt.datetime, spawned: list[str], error: BaseException | None
+) -> None:
+    """Called after each tick, also when it failed.
+
+    :param control: the :class:`~cronman_core.scheduler.SchedulerControl`.
+    :param now: the tick time.
+    :param spawned: job specs started by this tick.
+    :param error: the exception that ended the tick, or None.
+    """
+
+
+@hookspec
+def cronman_requested_runs(now: dt.datetime) -> list[str] | None:
+    """Return job specs to run now outside the schedule (admin Cron Tasks).
+
+    Called at each scheduler tick (and every ``CRONMAN_TASK_POLL_INTERVAL``
+    seconds by the daemon). The source claims what it returns, so two
+    schedulers never get the same request.
+
+    :param now: the current time (aware, UTC).
+    :return: job specs to spawn, or None.
+    """

@@ -1,0 +1,138 @@
+"""The job spec grammar: ``Name`` or ``Name:params``.
+
+Params are comma-separated: positional values first, then ``key=value``.
+A value may be quoted with ``"`` or ``'`` to hold spaces or ``=``; a comma
+always separates (it can never be part of a value). Every error is a
+:class:`~cronman_core.errors.JobSpecError` naming the character range.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from cronman_core.errors import JobParamsError, JobSpecError
+
+_QUOTES = "\"'"
+_NAME_FORBIDDEN = set(",=:\"' \t\r\n")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A parsed job spec: job name, positional values, named values (in order)."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    kwargs: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def kwargs_dict(self) -> dict[str, str]:
+        return dict(self.kwargs)
+
+    @property
+    def params(self) -> str:
+        """The canonical params part (empty string when there are none)."""
+        parts = [_format_value(v, positional=True) for v in self.args]
+        parts += [f"{k}={_format_value(v, positional=False)}" for k, v in self.kwargs]
+        return ",".join(parts)
+
+    def __str__(self) -> str:
+        return format_spec(self)
+
+
+def _error(spec: str, message: str, start: int, end: int) -> JobSpecError:
+    return JobSpecError(message, spec, start, end)
+
+
+def _parse_value(spec: str, text: str, start: int) -> str:
+    end = start + len(text)
+    if not text:
+        raise _error(spec, "empty value", start, end)
+    quote = text[0]
+    if quote in _QUOTES:
+        if len(text) < 2 or text[-1] != quote:
+            raise _error(spec, "unbalanced quotes", start, end)
+        inner = text[1:-1]
+        if quote in inner:
+            raise _error(spec, "unbalanced quotes", start, end)
+        return inner
+    for offset, char in enumerate(text):
+        if char in _QUOTES:
+            raise _error(spec, "unbalanced quotes", start + offset, start + offset + 1)
+    return text
+
+
+def parse(spec: str) -> JobSpec:
+    """Parse a job spec string; raise :class:`JobSpecError` naming the position."""
+    if not isinstance(spec, str):
+        raise TypeError("job spec must be a string")
+    name, sep, params = spec.partition(":")
+    if not name:
+        raise _error(spec, "empty job name", 0, 0)
+    for index, char in enumerate(name):
+        if char in _NAME_FORBIDDEN or not char.isprintable():
+            raise _error(spec, f"invalid character {char!r} in job name", index, index + 1)
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    if sep:
+        position = len(name) + 1
+        for piece in params.split(","):
+            start, end = position, position + len(piece)
+            position = end + 1
+            key, eq, rest = piece.partition("=")
+            is_named = bool(eq) and (not key or key[0] not in _QUOTES)
+            if not is_named:
+                if kwargs:
+                    raise _error(spec, "positional value after a named one", start, end)
+                args.append(_parse_value(spec, piece, start))
+                continue
+            if not key:
+                raise _error(spec, "empty key", start, start)
+            if not key.isidentifier():
+                raise _error(spec, f"invalid key {key!r}", start, start + len(key))
+            if key in kwargs:
+                raise _error(spec, f"duplicated key {key!r}", start, start + len(key))
+            kwargs[key] = _parse_value(spec, rest, start + len(key) + 1)
+    return JobSpec(name, tuple(args), tuple(kwargs.items()))
+
+
+def _format_value(value: str, positional: bool) -> str:
+    if "," in value:
+        raise ValueError(f"a job spec value cannot hold a comma: {value!r}")
+    needs_quotes = (
+        value == ""
+        or any(c in _QUOTES or c.isspace() or not c.isprintable() for c in value)
+        or (positional and "=" in value)
+    )
+    if not needs_quotes:
+        return value
+    for quote in _QUOTES:
+        if quote not in value:
+            return f"{quote}{value}{quote}"
+    raise ValueError(f"a job spec value cannot hold both kinds of quotes: {value!r}")
+
+
+def format_spec(spec: JobSpec) -> str:
+    """Format a :class:`JobSpec` so that ``parse(format_spec(s)) == s``."""
+    params = spec.params
+    if not spec.args and not spec.kwargs:
+        return spec.name
+    return f"{spec.name}:{params}"
+
+
+def bind(job_class: type, spec: JobSpec) -> inspect.BoundArguments:
+    """Bind the spec's params to ``job_class.run`` so a misfit fails before anything runs."""
+    signature = inspect.signature(job_class.run)
+    try:
+        return signature.bind(None, *spec.args, **spec.kwargs_dict)
+    except TypeError as exc:
+        raise JobParamsError(f"params of {format_spec(spec)!r} do not fit {spec.name}.run(): {exc}") from exc
+
+
+def parse_and_bind(spec: str, registry: Any) -> tuple[JobSpec, type]:
+    """Parse a spec, look its job up in ``registry`` and bind the params."""
+    parsed = parse(spec)
+    job_class = registry.get(parsed.name)
+    bind(job_class, parsed)
+    return parsed, job_class

@@ -1,0 +1,34 @@
+"""Shared behaviour of cronman commands: one line and an exit code for user errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from cronman_core import conf
+from cronman_core.errors import CronmanError
+
+logger = logging.getLogger("cronman.command")
+
+
+class CronmanCommand(BaseCommand):
+    """A command whose :class:`CronmanError` becomes one stderr line and its exit code."""
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute(*args, **options)
+        except CronmanError as exc:
+            if conf.get("CRONMAN_DEBUG"):
+                logger.exception("command failed")
+            self.stderr.write(f"Error: {exc}")
+            sys.exit(exc.exit_code)
+
+    def report_error(self, exc: BaseException, **context: Any) -> None:
+        """Send an unexpected error of the command to the error-reporter plugins."""
+        from cronman_core.plugins import get_plugin_manager
+
+        context.setdefault("command", self.__class__.__module__.rsplit(".", 1)[-1])
+        get_plugin_manager().notify("cronman_report_error", exc=exc, context=context, run=None)

@@ -1,0 +1,165 @@
+"""The plugin manager: built-ins, entry points, plugin apps, then settings.
+
+Every plugin, built-in or third-party, is loaded by :func:`_load` from a
+dotted module path. A module-level ``plugin_enabled()`` function lets a
+built-in switch itself on from its own settings (``CRONMAN_CRONITOR_ENABLED``
+...); a plugin named in ``CRONMAN_PLUGINS`` or by an entry point is always on.
+``CRONMAN_DISABLED_PLUGINS`` blocks a plugin by name or module path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from cronman_core import __version__, conf, hookspecs
+from cronman_core.errors import PluginError
+
+logger = logging.getLogger("cronman.plugins")
+
+PROJECT = "cronman"
+ENTRY_POINT_GROUP = "cronman"
+
+#: Built-in plugins, loaded by the same code as third-party ones.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "cronman_plugins.jobs_module",
+)
+
+
+@dataclass
+class PluginInfo:
+    """Where an active plugin came from, for ``cron_plugins`` and error messages."""
+
+    name: str
+    source: str  # builtin / entry point / app / setting
+    path: str
+    version: str
+    module: ModuleType
+    hooks: list[str] = field(default_factory=list)
+
+
+class CronmanPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers the origin of every plugin."""
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+
+    def plugin_hooks(self, plugin: object) -> list[str]:
+        return sorted(caller.name for caller in self.get_hookcallers(plugin) or ())
+
+    def has_impl(self, hook_name: str) -> bool:
+        return bool(getattr(self.hook, hook_name).get_hookimpls())
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of a notification hook, isolating failures.
+
+        pluggy stops at the first exception; a notifier that raises must
+        neither silence the others nor change a job's outcome.
+        """
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                impl.function(*(kwargs[name] for name in impl.argnames))
+            except Exception:
+                logger.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
+
+
+def _disabled(name: str, path: str, disabled: Iterable[str]) -> bool:
+    return name in disabled or path in disabled
+
+
+def _load(
+    pm: CronmanPluginManager,
+    name: str,
+    source: str,
+    path: str,
+    version: str,
+    explicit: bool,
+    disabled: frozenset[str],
+) -> None:
+    if _disabled(name, path, disabled):
+        return
+    try:
+        module = importlib.import_module(path)
+    except Exception as exc:
+        raise PluginError(
+            f"cannot load cronman plugin {name!r} ({source}: {path}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if pm.is_registered(module):
+        return
+    enabled = getattr(module, "plugin_enabled", None)
+    if not explicit and callable(enabled) and not enabled():
+        return
+    try:
+        pm.register(module, name=name)
+        pm.check_pending()
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        if pm.is_registered(module):
+            pm.unregister(module)
+        raise PluginError(
+            f"invalid cronman plugin {name!r} ({source}: {path}): {exc}"
+        ) from exc
+    version = getattr(module, "__version__", version)
+    pm.infos[name] = PluginInfo(name, source, path, str(version), module, pm.plugin_hooks(module))
+
+
+def _entry_points() -> list[Any]:
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def build_plugin_manager() -> CronmanPluginManager:
+    """Load every plugin in order; raise :class:`PluginError` on the first bad one."""
+    from django.apps import apps
+
+    pm = CronmanPluginManager()
+    disabled = frozenset(conf.get("CRONMAN_DISABLED_PLUGINS") or ())
+    for path in BUILTIN_PLUGINS:
+        name = path.rsplit(".", 1)[-1]
+        _load(pm, name, "builtin", path, __version__, False, disabled)
+    eps = _entry_points()
+    for ep in eps:
+        version = ep.dist.version if ep.dist is not None else "-"
+        _load(pm, ep.name, "entry point", ep.value, version, True, disabled)
+    for app_config in apps.get_app_configs():
+        path = getattr(app_config, "cronman_plugin", None)
+        if path:
+            _load(pm, app_config.name, "app", path, __version__, True, disabled)
+    by_name = {ep.name: ep.value for ep in eps}
+    for item in conf.get("CRONMAN_PLUGINS") or ():
+        path = by_name.get(item, item)
+        _load(pm, item, "setting", path, "-", True, disabled)
+    from cronman_core.job import cron_job_registry
+
+    pm.hook.cronman_register_jobs(registry=cron_job_registry)
+    return pm
+
+
+_manager: CronmanPluginManager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_plugin_manager() -> CronmanPluginManager:
+    """The process-wide plugin manager, built on first use."""
+    global _manager
+    if _manager is None:
+        with _manager_lock:
+            if _manager is None:
+                _manager = build_plugin_manager()
+    return _manager
+
+
+def reset_plugin_manager() -> None:
+    """Forget the manager (tests, or after changing plugin settings)."""
+    global _manager
+    with _manager_lock:
+        _manager = None

@@ -1,0 +1,157 @@
+"""Running one job in this process: bind params, lock, notify, run, release."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from cronman_core import conf
+from cronman_core.backends import Lock, LockBackend, RunRecord
+from cronman_core.datadir import get_data_dir
+from cronman_core.job import BaseCronJob, cron_job_registry
+from cronman_core.jobspec import JobSpec, bind, format_spec, parse
+from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
+from cronman_core.process import create_time
+from cronman_core.run import JobRun
+from cronman_core.taxonomies import LockType, RunStatus
+from cronman_core.utils import is_cron_process_resumed
+
+logger = logging.getLogger("cronman.worker")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+#: Most error text any hook gets (the full traceback goes to the error reporter).
+ERROR_TEXT_LIMIT = 10_000
+
+
+class JobKilled(BaseException):
+    """Raised in the job by SIGTERM / SIGINT; a BaseException so ``except Exception`` can't eat it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def lock_key(job_class: type[BaseCronJob], spec: JobSpec) -> str | None:
+    """The lock a run takes, per ``lock_type`` / ``lock_name`` (None: no lock)."""
+    if job_class.lock_type is None:
+        return None
+    base = job_class.lock_name or spec.name
+    if job_class.lock_type == LockType.PARAMS:
+        return f"{base}:{spec.params}" if spec.params else base
+    return base
+
+
+def get_lock_backend(pm: CronmanPluginManager | None = None) -> LockBackend:
+    pm = pm or get_plugin_manager()
+    backend = pm.hook.cronman_lock_backend(data_dir=get_data_dir())
+    if backend is None:
+        from cronman_core.errors import UsageError
+
+        raise UsageError("no lock backend: enable a plugin that implements cronman_lock_backend")
+    return backend
+
+
+def _acquire(
+    pm: CronmanPluginManager, job_class: type[BaseCronJob], run: JobRun, key: str
+) -> Lock | None:
+    record = RunRecord(
+        key=key,
+        job_spec=run.job_spec,
+        pid=run.pid,
+        host=run.host,
+        create_time=create_time(run.pid),
+        run_id=run.run_id,
+        started_at=run.started_at.isoformat(),
+        can_resume=bool(job_class.can_resume),
+    )
+    attempts = max(1, int(getattr(job_class, "lock_check_attempts", 1) or 1))
+    for attempt in range(attempts):
+        lock = get_lock_backend(pm).acquire(key, record)
+        if lock is not None or attempt == attempts - 1:
+            return lock
+        time.sleep(1)
+    return None
+
+
+@contextmanager
+def _signals_raise_killed() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise JobKilled(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_job(job_spec: str) -> int:
+    """Run ``job_spec`` here; return the exit code (0 done or locked, 1 raised, 128+sig killed).
+
+    Usage errors (bad spec, unknown job, params that don't fit ``run()``)
+    raise :class:`~cronman_core.errors.UsageError` before anything runs.
+    """
+    pm = get_plugin_manager()
+    spec = parse(job_spec)
+    job_class = cron_job_registry.get(spec.name)
+    bound = bind(job_class, spec)
+    run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed())
+    key = lock_key(job_class, spec)
+    lock: Lock | None = None
+    if key is not None:
+        try:
+            lock = _acquire(pm, job_class, run, key)
+        except Exception as exc:
+            if not getattr(job_class, "lock_ignore_errors", False):
+                raise
+            logger.warning("lock %s failed (%s); running without it", key, exc)
+        else:
+            if lock is None:
+                logger.warning("%s: lock %r is held by another worker, skipping", run.job_spec, key)
+                return EXIT_OK
+    keep_record = False
+    try:
+        with _signals_raise_killed():
+            try:
+                pm.notify("cronman_job_started", run=run)
+                job = job_class(run)
+                job.run(*bound.args[1:], **bound.kwargs)
+            except JobKilled as killed:
+                run.finish(RunStatus.KILLED, f"killed by signal {killed.signum}")
+                keep_record = bool(job_class.can_resume)
+                if lock is not None and keep_record:
+                    lock.update(killed=True)
+                pm.notify("cronman_job_killed", run=run, signum=killed.signum)
+                logger.warning("%s killed by signal %d", run.job_spec, killed.signum)
+                return 128 + killed.signum
+            except Exception as exc:
+                text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                run.finish(RunStatus.FAILED, text[:ERROR_TEXT_LIMIT])
+                context = {
+                    "job": run.job_name,
+                    "job_spec": run.job_spec,
+                    "host": run.host,
+                    "run_id": run.run_id,
+                }
+                pm.notify("cronman_report_error", exc=exc, context=context, run=run)
+                pm.notify("cronman_job_failed", run=run, exc=exc)
+                logger.error("%s failed: %s", run.job_spec, text, exc_info=conf.get("CRONMAN_DEBUG"))
+                return EXIT_FAILED
+            run.finish(RunStatus.SUCCEEDED)
+            pm.notify("cronman_job_succeeded", run=run)
+            return EXIT_OK
+    finally:
+        if lock is not None:
+            lock.release(keep_record=keep_record)
+
+
+__all__ = ["JobKilled", "format_spec", "lock_key", "run_job", "get_lock_backend"]

@@ -1,0 +1,1 @@
+"""Built-in cronman plugins: each module or package is an ordinary plugin."""

@@ -1,0 +1,6 @@
+from cronman_core import hookimpl
+
+
+@hookimpl
+def cronman_job_strated(run):  # misspelled on purpose
+    pass

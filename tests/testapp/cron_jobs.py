@@ -1,0 +1,111 @@
+"""Jobs the tests run through real ``cron_worker`` processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from cronman_core.job import BaseCronJob, cron_job_registry
+from cronman_core.taxonomies import CPUPriority, LockType
+from cronman_core.utils import is_cron_process_resumed
+
+
+def _mark(name: str, payload: dict) -> None:
+    """Write a JSON line to $CRONMAN_TEST_MARKS (when set) so tests see what ran."""
+    path = os.environ.get("CRONMAN_TEST_MARKS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"job": name, "pid": os.getpid(), **payload}) + "\n")
+
+
+class Hello(BaseCronJob):
+    """Say hello and report the params received."""
+
+    def run(self, what, sleep=None):
+        print(json.dumps({"args": [what], "kwargs": {"sleep": sleep} if sleep is not None else {}}))
+        _mark("Hello", {"what": what, "sleep": sleep})
+        if sleep:
+            time.sleep(float(sleep))
+
+
+class Noop(BaseCronJob):
+    """Do nothing (start-up benchmarks)."""
+
+    lock_type = None
+
+    def run(self):
+        pass
+
+
+class Fail(BaseCronJob):
+    """Raise an error."""
+
+    def run(self, message="boom"):
+        raise RuntimeError(message)
+
+
+class Sleep(BaseCronJob):
+    """Sleep for the given seconds, marking start and end."""
+
+    can_resume = True
+
+    def run(self, seconds="60", tag=""):
+        _mark("Sleep", {"event": "start", "tag": tag, "resumed": is_cron_process_resumed(),
+                        "nice": os.nice(0)})
+        time.sleep(float(seconds))
+        _mark("Sleep", {"event": "end", "tag": tag})
+
+
+class SleepParams(Sleep):
+    lock_type = LockType.PARAMS
+
+
+class SleepShared1(Sleep):
+    lock_name = "SharedSleep"
+
+
+class SleepShared2(Sleep):
+    lock_name = "SharedSleep"
+
+
+class SleepNoLock(Sleep):
+    lock_type = None
+
+
+class NiceSleep(Sleep):
+    worker_cpu_priority = CPUPriority.LOWEST
+
+
+class SpawnChild(BaseCronJob):
+    """Start a child process and wait for it (kill must take the child too)."""
+
+    def run(self, seconds="600"):
+        child = subprocess.Popen(["sleep", seconds])
+        _mark("SpawnChild", {"child": child.pid})
+        child.wait()
+
+
+class IgnoreTerm(BaseCronJob):
+    """Ignore SIGTERM (kill must fall back to SIGKILL)."""
+
+    def run(self, seconds="600"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _mark("IgnoreTerm", {"event": "start"})
+        time.sleep(float(seconds))
+
+
+class Echo(BaseCronJob):
+    """Print the params received, verbatim (injection tests)."""
+
+    lock_type = None
+
+    def run(self, *args, **kwargs):
+        _mark("Echo", {"args": list(args), "kwargs": kwargs})
+        sys.stdout.write(json.dumps({"args": list(args), "kwargs": kwargs}) + "\n")
+
+
+for job in (Hello, Noop, Fail, Sleep, SleepParams, SleepShared1, SleepShared2, SleepNoLock,
+            NiceSleep, SpawnChild, IgnoreTerm, Echo):
+    cron_job_registry.register(job)
