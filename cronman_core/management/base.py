@@ -25,10 +25,20 @@ class CronmanCommand(BaseCommand):
                 logger.exception("command failed")
             self.stderr.write(f"Error: {exc}")
             sys.exit(exc.exit_code)
+        except Exception as exc:
+            # A bug, not bad input: report it, log the traceback, print one line.
+            logger.exception("%s failed", self.__class__.__module__)
+            self.report_error(exc)
+            self.stderr.write(f"Error: {type(exc).__name__}: {exc}")
+            sys.exit(1)
 
     def report_error(self, exc: BaseException, **context: Any) -> None:
         """Send an unexpected error of the command to the error-reporter plugins."""
         from cronman_core.plugins import get_plugin_manager
 
+        try:
+            pm = get_plugin_manager()
+        except CronmanError:
+            return
         context.setdefault("command", self.__class__.__module__.rsplit(".", 1)[-1])
-        get_plugin_manager().notify("cronman_report_error", exc=exc, context=context, run=None)
+        pm.notify("cronman_report_error", exc=exc, context=context, run=None)
