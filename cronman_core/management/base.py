@@ -27,7 +27,7 @@ class CronmanCommand(BaseCommand):
             sys.exit(exc.exit_code)
         except Exception as exc:
             # A bug, not bad input: report it, log the traceback, print one line.
-            logger.exception("%s failed", self.__class__.__module__)
+            logger.debug("%s failed", self.__class__.__module__, exc_info=True)
             self.report_error(exc)
             self.stderr.write(f"Error: {type(exc).__name__}: {exc}")
             sys.exit(1)
