@@ -103,7 +103,7 @@ def run_job(job_spec: str) -> int:
     pm = get_plugin_manager()
     spec = parse(job_spec)
     job_class = cron_job_registry.get(spec.name)
-    bound = bind(job_class, spec)
+    bind(job_class, spec)
     run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed())
     key = lock_key(job_class, spec)
     lock: Lock | None = None
@@ -124,7 +124,7 @@ def run_job(job_spec: str) -> int:
             try:
                 pm.notify("cronman_job_started", run=run)
                 job = job_class(run)
-                job.run(*bound.args[1:], **bound.kwargs)
+                job.run(*spec.args, **spec.kwargs_dict)
             except JobKilled as killed:
                 run.finish(RunStatus.KILLED, f"killed by signal {killed.signum}")
                 keep_record = bool(job_class.can_resume)

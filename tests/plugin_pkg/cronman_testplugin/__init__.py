@@ -26,3 +26,8 @@ def cronman_job_succeeded(run):
 @hookimpl
 def cronman_job_failed(run, exc):
     _log("failed", run)
+
+
+@hookimpl
+def cronman_job_killed(run, signum):
+    _log("killed", run)

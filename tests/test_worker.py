@@ -1,0 +1,72 @@
+"""``cron_worker run`` / ``info`` as real subprocesses: params, exit codes, signals."""
+
+import json
+import signal
+
+import pytest
+
+from tests.conftest import wait_for
+
+
+def test_params_reach_run_as_strings(project):
+    result = project.run("cron_worker", "run", 'Hello:"big world",sleep=1')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "args": ["big world"],
+        "kwargs": {"sleep": "1"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("Echo:", "empty value at characters 5-5"),
+        ('Echo:"open', "unbalanced quotes"),
+        ("Hello:a,b,c", "do not fit Hello.run()"),
+        ("Hello:a,nope=1", "unexpected keyword argument 'nope'"),
+        ("Hello", "missing a required argument: 'what'"),
+        ("NoSuchJob", "unknown cron job 'NoSuchJob'"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line_and_run_nothing(project, spec, fragment):
+    result = project.run("cron_worker", "run", spec)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert project.read_marks() == []
+
+
+def test_a_job_that_raises_exits_1(project):
+    project.configure(CRONMAN_DISABLED_PLUGINS=["testplugin"])
+    result = project.run("cron_worker", "run", "Fail:kaput")
+    assert result.returncode == 1
+    assert "RuntimeError: kaput" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_gives_killed_notification_and_clean_exit(project, signum):
+    log = project.path / "plugin.log"
+    proc = project.popen("cron_worker", "run", "SleepNoLock:30", env={"CRONMAN_TESTPLUGIN_LOG": str(log)})
+    wait_for(lambda: any(m.get("event") == "start" for m in project.read_marks()))
+    proc.send_signal(signum)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signum
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events == ["started", "killed"]
+    assert not any(m.get("event") == "end" for m in project.read_marks())
+
+
+def test_info_lists_jobs_and_shows_one(project):
+    listing = project.run("cron_worker", "info")
+    assert listing.returncode == 0
+    assert "Hello" in listing.stdout and "Say hello" in listing.stdout
+    one = project.run("cron_worker", "info", "Hello")
+    assert "Hello(what, sleep=None)" in one.stdout
+    assert "required" in one.stdout
+    data = json.loads(project.run("cron_worker", "info", "Hello", "--json").stdout)
+    assert [p["name"] for p in data["params"]] == ["what", "sleep"]
+    assert data["params"][0]["required"] is True
+    missing = project.run("cron_worker", "info", "Nope")
+    assert missing.returncode == 2 and "unknown cron job 'Nope'" in missing.stderr
