@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import socket
 from functools import cache
-
-import psutil
+from typing import TYPE_CHECKING
 
 from cronman_core.backends import RunRecord
+
+if TYPE_CHECKING:
+    import psutil
+
+# psutil is imported where used: a worker that takes no lock never pays for it.
 
 #: psutil derives start times from boot time and clock ticks: equal within a boot.
 CREATE_TIME_TOLERANCE = 0.05
@@ -20,6 +24,8 @@ def hostname() -> str:
 
 def create_time(pid: int) -> float | None:
     """The start time of process ``pid``, or None when there is none."""
+    import psutil
+
     try:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, ValueError):
@@ -30,6 +36,8 @@ def verified_process(record: RunRecord) -> psutil.Process | None:
     """The live local process that wrote ``record``, or None (dead, foreign host, reused PID)."""
     if record.host != hostname() or record.create_time is None or record.pid <= 0:
         return None
+    import psutil
+
     try:
         process = psutil.Process(record.pid)
         started = process.create_time()
