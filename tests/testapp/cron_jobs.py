@@ -109,3 +109,30 @@ class Echo(BaseCronJob):
 for job in (Hello, Noop, Fail, Sleep, SleepParams, SleepShared1, SleepShared2, SleepNoLock,
             NiceSleep, SpawnChild, IgnoreTerm, Echo):
     cron_job_registry.register(job)
+
+
+class Monitored(BaseCronJob):
+    """Succeed, or raise ``fail``; carries an id for every monitoring plugin."""
+
+    lock_type = None
+    cronitor_id = "abc12"
+    healthchecks_id = "5bd5e4c6-4c36-4b5a-9f3c-6b5bb1a0c0de"
+    sentry_monitor_slug = "monitored-job"
+
+    def run(self, fail="", **monitor_params):
+        _mark("Monitored", {"fail": fail, "params": monitor_params})
+        if fail:
+            raise RuntimeError(fail)
+
+
+class MonitoredQuiet(Monitored):
+    """Monitored without Cronitor's optional run / fail pings, healthchecks by slug."""
+
+    cronitor_ping_run = False
+    cronitor_ping_fail = False
+    healthchecks_id = None
+    healthchecks_slug = "monitored-quiet"
+
+
+for job in (Monitored, MonitoredQuiet):
+    cron_job_registry.register(job)

@@ -1,0 +1,165 @@
+"""What the HTTP monitors (Cronitor, healthchecks.io) share: bounded pings.
+
+A ping must never fail or hang a job, so every request has connect and read
+timeouts (``CRONMAN_PING_TIMEOUT``, default 2 s + 3 s), is retried once on a
+connection error only, and all pings of one job run (or one scheduler tick)
+share a budget (``CRONMAN_PING_BUDGET``, default 8 s) across plugins: once it
+is spent, the remaining pings of that run are skipped. A failed ping is
+logged as one line on ``cronman.plugins.<plugin>``; it is never raised.
+
+``requests`` is imported on the first ping, so an enabled plugin that never
+pings (and every disabled one) costs nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from cronman_core import conf
+from cronman_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from cronman_core.run import JobRun
+
+DEFAULT_TIMEOUT = (2.0, 3.0)
+DEFAULT_BUDGET = 8.0
+#: Budgets kept at once; a long-running scheduler only needs the recent ones.
+_KEPT_BUDGETS = 64
+
+_deadlines: OrderedDict[str, float] = OrderedDict()
+_deadlines_lock = threading.Lock()
+
+
+def _timeout() -> tuple[float, float]:
+    value = conf.get("CRONMAN_PING_TIMEOUT", DEFAULT_TIMEOUT)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = (value, value)
+    if not (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise UsageError(
+            f"CRONMAN_PING_TIMEOUT must be seconds or a (connect, read) pair, got {value!r}"
+        )
+    return float(value[0]), float(value[1])
+
+
+def _budget() -> float:
+    value = conf.get("CRONMAN_PING_BUDGET", DEFAULT_BUDGET)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise UsageError(f"CRONMAN_PING_BUDGET must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def check_settings() -> None:
+    """Raise one clear :class:`UsageError` for unusable ping settings (at plugin load)."""
+    _timeout()
+    _budget()
+
+
+def _deadline(key: str) -> float:
+    """The monotonic deadline of the budget ``key``, started by its first ping."""
+    with _deadlines_lock:
+        deadline = _deadlines.get(key)
+        if deadline is None:
+            deadline = _deadlines[key] = time.monotonic() + _budget()
+            while len(_deadlines) > _KEPT_BUDGETS:
+                _deadlines.popitem(last=False)
+        return deadline
+
+
+def job_value(run: JobRun, name: str, default: Any = None) -> Any:
+    """A monitor setting of a run: the job spec param ``name``, else the class attribute.
+
+    django-cronman let a ``cronitor_id=...`` param override the class's id;
+    the same rule holds for every monitor id.
+    """
+    params = run.spec.kwargs_dict
+    if params.get(name):
+        return params[name]
+    return getattr(run.job_class, name, default)
+
+
+def run_uuid(key: str) -> str:
+    """``key`` as a canonical UUID (services such as healthchecks.io want one)."""
+    try:
+        return str(uuid.UUID(key))
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cronman:{key}"))
+
+
+def tick_id(now: dt.datetime) -> str:
+    """The run id of a scheduler tick: shared by every monitor, so they share its budget."""
+    return run_uuid(f"tick:{now.isoformat()}")
+
+
+class Pinger:
+    """Bounded, never-raising HTTP pings of one plugin."""
+
+    def __init__(self, plugin: str) -> None:
+        self.logger = logging.getLogger(f"cronman.plugins.{plugin}")
+        self._exhausted: set[str] = set()
+
+    def ping(
+        self,
+        label: str,
+        url: str,
+        budget_key: str,
+        params: dict[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> bool:
+        """GET ``url`` (POST when ``data`` is given); return whether it answered 2xx.
+
+        :param label: what the ping is, for the log line (URLs may hold keys).
+        :param budget_key: the run id or tick whose budget the ping spends.
+        """
+        import requests
+
+        try:
+            connect, read = _timeout()
+            deadline = _deadline(budget_key)
+        except UsageError as exc:
+            self.logger.error("%s skipped: %s", label, exc)
+            return False
+        error = ""
+        for _attempt in range(2):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if budget_key not in self._exhausted:
+                    if len(self._exhausted) >= _KEPT_BUDGETS:
+                        self._exhausted.clear()
+                    self._exhausted.add(budget_key)
+                    self.logger.warning(
+                        "%s skipped: the ping budget of this run is spent (%s)",
+                        label,
+                        error or "earlier pings were slow",
+                    )
+                return False
+            try:
+                response = requests.request(
+                    "POST" if data is not None else "GET",
+                    url,
+                    params=params,
+                    data=data,
+                    timeout=(min(connect, remaining), min(read, remaining)),
+                )
+            except requests.ConnectionError as exc:
+                # Includes connect timeouts; a read timeout is not retried.
+                error = f"connection error: {type(exc).__name__}"
+                continue
+            except requests.RequestException as exc:
+                error = f"{type(exc).__name__}"
+                break
+            if response.ok:
+                return True
+            error = f"HTTP {response.status_code}"
+            break
+        self.logger.warning("%s failed: %s", label, error)
+        return False
