@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cronman_core.errors import JobParamsError, JobSpecError
+
+if TYPE_CHECKING:
+    from cronman_core.job import BaseCronJob
 
 _QUOTES = "\"'"
 _NAME_FORBIDDEN = set(",=:\"' \t\r\n")
@@ -121,7 +124,7 @@ def format_spec(spec: JobSpec) -> str:
     return f"{spec.name}:{params}"
 
 
-def bind(job_class: type, spec: JobSpec) -> inspect.BoundArguments:
+def bind(job_class: type[BaseCronJob], spec: JobSpec) -> inspect.BoundArguments:
     """Bind the spec's params to ``job_class.run`` so a misfit fails before anything runs."""
     signature = inspect.signature(job_class.run)
     try:
@@ -130,7 +133,7 @@ def bind(job_class: type, spec: JobSpec) -> inspect.BoundArguments:
         raise JobParamsError(f"params of {format_spec(spec)!r} do not fit {spec.name}.run(): {exc}") from exc
 
 
-def parse_and_bind(spec: str, registry: Any) -> tuple[JobSpec, type]:
+def parse_and_bind(spec: str, registry: Any) -> tuple[JobSpec, type[BaseCronJob]]:
     """Parse a spec, look its job up in ``registry`` and bind the params."""
     parsed = parse(spec)
     job_class = registry.get(parsed.name)

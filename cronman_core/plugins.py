@@ -189,9 +189,9 @@ def build_plugin_manager() -> CronmanPluginManager:
     for ep in eps:
         _load(pm, ep.name, "entry point", _module_path(ep.value), ep.version, True, disabled)
     for app_config in apps.get_app_configs():
-        path = getattr(app_config, "cronman_plugin", None)
-        if path:
-            _load(pm, app_config.name, "app", path, __version__, True, disabled)
+        app_plugin: str | None = getattr(app_config, "cronman_plugin", None)
+        if app_plugin:
+            _load(pm, app_config.name, "app", app_plugin, __version__, True, disabled)
     by_name = {ep.name: _module_path(ep.value) for ep in eps}
     for item in conf.get("CRONMAN_PLUGINS") or ():
         path = by_name.get(item, item)

@@ -14,7 +14,7 @@ from cronman_core import conf
 from cronman_core.backends import Lock, LockBackend, RunRecord
 from cronman_core.datadir import get_data_dir
 from cronman_core.job import BaseCronJob, cron_job_registry
-from cronman_core.jobspec import JobSpec, bind, format_spec, parse
+from cronman_core.jobspec import JobSpec, format_spec, parse_and_bind
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.process import create_time
 from cronman_core.run import JobRun
@@ -101,9 +101,7 @@ def run_job(job_spec: str) -> int:
     raise :class:`~cronman_core.errors.UsageError` before anything runs.
     """
     pm = get_plugin_manager()
-    spec = parse(job_spec)
-    job_class = cron_job_registry.get(spec.name)
-    bind(job_class, spec)
+    spec, job_class = parse_and_bind(job_spec, cron_job_registry)
     run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed())
     key = lock_key(job_class, spec)
     lock: Lock | None = None

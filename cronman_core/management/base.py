@@ -22,7 +22,7 @@ class CronmanCommand(BaseCommand):
     reported by the command itself as one line.
     """
 
-    requires_system_checks: list[str] = []  # type: ignore[assignment]
+    requires_system_checks: list[str] = []
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
