@@ -8,13 +8,18 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from cronman_core import control
+from cronman_core.backends import RunRecord
 from cronman_core.info import all_jobs, job_info
 from cronman_core.management.base import CronmanCommand
 from cronman_core.plugins import get_plugin_manager
 
 
 class Command(CronmanCommand):
-    help = "Run a cron job in this process (run), or list jobs (info)."
+    help = (
+        "Run a cron job in this process (run), list jobs (info), or list and control "
+        "workers (status, kill, resume, clean, suspend)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -23,6 +28,16 @@ class Command(CronmanCommand):
         info = sub.add_parser("info", help="list jobs, or show one job's docs and params")
         info.add_argument("name", nargs="?")
         info.add_argument("--json", action="store_true", help="machine-readable output")
+        status = sub.add_parser("status", help="list recorded workers: ALIVE or DEAD")
+        status.add_argument("target", nargs="?", metavar="spec|PID")
+        status.add_argument("--json", action="store_true", help="machine-readable output")
+        kill = sub.add_parser("kill", help="SIGTERM, then SIGKILL, matching workers")
+        kill.add_argument("target", nargs="?", metavar="spec|PID")
+        resume = sub.add_parser("resume", help="restart killed workers of can_resume jobs")
+        resume.add_argument("target", nargs="?", metavar="spec|PID")
+        clean = sub.add_parser("clean", help="forget dead workers so resume skips them")
+        clean.add_argument("target", nargs="?", metavar="spec|PID")
+        sub.add_parser("suspend", help="clean, then kill every worker (resume restarts them)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         get_plugin_manager()  # a broken plugin stops every action with one line
@@ -48,8 +63,10 @@ class Command(CronmanCommand):
             if data["run_doc"]:
                 self.stdout.write(f"\nrun(): {data['run_doc']}")
             self.stdout.write("\nParameters:")
-            for p in data["params"] or [{"name": "(none)", "kind": "", "required": False, "default": None}]:
-                flag = "required" if p["required"] else (f"default {p['default']}" if p["default"] else "")
+            none = {"name": "(none)", "kind": "", "required": False, "default": None}
+            for p in data["params"] or [none]:
+                default = f"default {p['default']}" if p["default"] else ""
+                flag = "required" if p["required"] else default
                 self.stdout.write(f"  {p['name']:<20} {p['kind']:<22} {flag}".rstrip())
             return
         jobs = all_jobs()
@@ -60,3 +77,52 @@ class Command(CronmanCommand):
             summary = data["doc"].splitlines()[0] if data["doc"] else ""
             self.stdout.write(f"{data['name']:<30} {summary}")
         self.stdout.write(f"{len(jobs)} job(s)")
+
+    def _entries(self, entries: list[control.WorkerEntry]) -> None:
+        """Tab-separated lines (the job spec last: it may hold spaces), then totals."""
+        for entry in entries:
+            record = entry.record
+            self.stdout.write(
+                "\t".join(
+                    (entry.status, str(record.pid), record.host, record.started_at,
+                     record.key, record.job_spec)
+                )
+            )
+        counts = control.totals(entries)
+        parts = [f"{counts[name]} {name}" for name in sorted(counts) if name != "total"]
+        self.stdout.write(f"Total: {counts['total']}" + (f" ({', '.join(parts)})" if parts else ""))
+
+    def handle_status(self, target: str | None = None, **options: Any) -> None:
+        entries = control.status(target)
+        if options["json"]:
+            data = {"workers": [e.as_dict() for e in entries], "totals": control.totals(entries)}
+            self.stdout.write(json.dumps(data, indent=2))
+            return
+        self.stdout.write("STATUS\tPID\tHOST\tSTARTED\tNAME\tJOB SPEC")
+        self._entries(entries)
+
+    def handle_kill(self, target: str | None = None, **options: Any) -> None:
+        self._entries(control.kill(target))
+
+    def handle_resume(self, target: str | None = None, **options: Any) -> None:
+        results = control.resume(target)
+        for result in results:
+            pid = "-" if result.pid is None else str(result.pid)
+            line = f"{result.outcome}\t{pid}\t{result.record.job_spec}"
+            self.stdout.write(line + (f"\t{result.detail}" if result.detail else ""))
+        self.stdout.write(f"Resumed: {sum(r.outcome == 'RESUMED' for r in results)}")
+        if any(result.outcome == "FAILED" for result in results):
+            sys.exit(1)
+
+    def _cleaned(self, removed: list[RunRecord]) -> None:
+        for record in removed:
+            self.stdout.write(f"CLEANED\t{record.pid}\t{record.job_spec}")
+        self.stdout.write(f"Cleaned: {len(removed)}")
+
+    def handle_clean(self, target: str | None = None, **options: Any) -> None:
+        self._cleaned(control.clean(target))
+
+    def handle_suspend(self, **options: Any) -> None:
+        removed, killed = control.suspend()
+        self._cleaned(removed)
+        self._entries(killed)

@@ -1,0 +1,278 @@
+"""Listing and controlling workers from their run records: status, kill, resume, clean.
+
+Whatever lock backend stores the records, a process is treated as a worker
+only when it is proven to be the one that wrote the record (same host, PID
+and process start time, :func:`~cronman_core.process.verified_process`). A
+record whose PID now belongs to another process is DEAD, and nothing but a
+proven worker is ever signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psutil
+
+from cronman_core import conf
+from cronman_core.backends import LockBackend, RunRecord
+from cronman_core.errors import CronmanError, UsageError
+from cronman_core.jobspec import parse
+from cronman_core.process import hostname, verified_process
+from cronman_core.taxonomies import JobStatus
+from cronman_core.worker import get_lock_backend
+
+logger = logging.getLogger("cronman.control")
+
+#: How long ``kill`` waits for SIGKILLed processes to vanish before reporting.
+_KILL_SETTLE_SECONDS = 5.0
+_POLL_INTERVAL = 0.05
+
+
+@dataclass
+class WorkerEntry:
+    """One run record with the status ``status`` / ``kill`` report for it."""
+
+    record: RunRecord
+    status: str
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {"name": self.record.key, "status": self.status}
+        data.update(asdict(self.record))
+        return data
+
+
+@dataclass
+class ResumeResult:
+    """What ``resume`` did with one dead resumable record."""
+
+    record: RunRecord
+    outcome: str  # RESUMED / SKIPPED / FAILED
+    detail: str = ""
+    pid: int | None = None
+
+
+def _matcher(target: str | None) -> Callable[[RunRecord], bool]:
+    """A filter for ``[spec|PID]``: a PID, a job name, or a name with params."""
+    if not target:
+        return lambda record: True
+    if target.isdigit():
+        pid = int(target)
+        return lambda record: record.pid == pid
+    wanted = parse(target)
+
+    def matches(record: RunRecord) -> bool:
+        try:
+            spec = parse(record.job_spec)
+        except UsageError:
+            return False
+        if spec.name != wanted.name:
+            return False
+        return not (wanted.args or wanted.kwargs) or spec.params == wanted.params
+
+    return matches
+
+
+def _select(backend: LockBackend, target: str | None) -> list[RunRecord]:
+    matches = _matcher(target)
+    found = [record for record in backend.records() if matches(record)]
+    found.sort(key=lambda record: (record.started_at, record.pid))
+    return found
+
+
+def _local_process(record: RunRecord) -> psutil.Process | None:
+    return verified_process(record) if record.host == hostname() else None
+
+
+def is_alive(backend: LockBackend, record: RunRecord) -> bool:
+    """Proven alive: this host's process with the recorded start time; elsewhere, lock held."""
+    if record.host == hostname():
+        return verified_process(record) is not None
+    return backend.is_locked(record.key)
+
+
+def status(target: str | None = None) -> list[WorkerEntry]:
+    """Every matching record, ALIVE or DEAD."""
+    backend = get_lock_backend()
+    return [
+        WorkerEntry(record, JobStatus.ALIVE if is_alive(backend, record) else JobStatus.DEAD)
+        for record in _select(backend, target)
+    ]
+
+
+def totals(entries: Iterable[WorkerEntry]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.status] = counts.get(entry.status, 0) + 1
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+# -- kill -----------------------------------------------------------------------
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+class _Victim:
+    """A proven worker and its descendants, signalled as one tree."""
+
+    def __init__(self, record: RunRecord, process: psutil.Process) -> None:
+        self.record = record
+        self.process = process
+        self.tree = self._descendants()
+        try:
+            # A spawned worker leads its own process group: signal the group.
+            self.leads_group = os.getpgid(process.pid) == process.pid
+        except ProcessLookupError:
+            self.leads_group = False
+
+    def _descendants(self) -> list[psutil.Process]:
+        try:
+            return self.process.children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def refresh_tree(self) -> None:
+        """Add children started since the last look (before SIGKILL)."""
+        known = {p.pid: p for p in self.tree}
+        for child in self._descendants():
+            known.setdefault(child.pid, child)
+        self.tree = list(known.values())
+
+    def signal(self, signum: int) -> None:
+        if not _gone(self.process):
+            # Both calls re-check the start time right before signalling.
+            if self.leads_group and self.process.is_running():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signum)
+            else:
+                with contextlib.suppress(psutil.Error):
+                    self.process.send_signal(signum)
+        for child in self.tree:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if not (self.leads_group and os.getpgid(child.pid) == self.process.pid):
+                    child.send_signal(signum)
+
+    def alive(self) -> list[psutil.Process]:
+        return [p for p in (self.process, *self.tree) if not _gone(p)]
+
+
+def _wait(victims: list[_Victim], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while any(victim.alive() for victim in victims) and time.monotonic() < deadline:
+        time.sleep(_POLL_INTERVAL)
+
+
+def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEntry]:
+    """SIGTERM matching workers' process groups, SIGKILL those alive after ``grace``.
+
+    ``kill <PID>`` of anything but a live cronman worker raises
+    :class:`UsageError`; DEAD records are reported and left alone.
+    """
+    backend = get_lock_backend()
+    grace = float(conf.get("CRONMAN_KILL_GRACE") if grace is None else grace)
+    records = _select(backend, target)
+    victims: list[_Victim] = []
+    entries: dict[str, WorkerEntry] = {}
+    for record in records:
+        process = _local_process(record)
+        if process is not None:
+            victims.append(_Victim(record, process))
+        elif record.host != hostname() and backend.is_locked(record.key):
+            # Another host's worker: only that host can prove and signal it.
+            entries[record.run_id] = WorkerEntry(record, JobStatus.ALIVE)
+            continue
+        entries[record.run_id] = WorkerEntry(record, JobStatus.DEAD)
+    if target and target.isdigit() and not victims:
+        raise UsageError(f"PID {target} is not a running cronman worker; not signalled")
+    for victim in victims:
+        logger.info("SIGTERM %s (PID %d)", victim.record.job_spec, victim.process.pid)
+        victim.signal(signal.SIGTERM)
+        entries[victim.record.run_id].status = JobStatus.TERMED
+    _wait(victims, grace)
+    stubborn = [victim for victim in victims if victim.alive()]
+    for victim in stubborn:
+        if not _gone(victim.process):
+            entries[victim.record.run_id].status = JobStatus.KILLED
+        victim.refresh_tree()
+        logger.warning("SIGKILL %s (PID %d)", victim.record.job_spec, victim.process.pid)
+        victim.signal(signal.SIGKILL)
+    _wait(stubborn, _KILL_SETTLE_SECONDS)
+    return list(entries.values())
+
+
+# -- resume / clean / suspend -----------------------------------------------------
+
+
+def _dead(backend: LockBackend, target: str | None) -> list[RunRecord]:
+    return [record for record in _select(backend, target) if not is_alive(backend, record)]
+
+
+def resume(target: str | None = None) -> list[ResumeResult]:
+    """Restart this host's dead resumable runs with ``CRON_PROCESS_RESUMED=1``.
+
+    One run per lock key (the latest) is resumed per call, and none whose lock
+    is held now; a record is only forgotten after its new worker was spawned.
+    """
+    from cronman_core.spawn import spawn_job
+
+    backend = get_lock_backend()
+    candidates = [
+        record
+        for record in _dead(backend, target)
+        if record.can_resume and record.host == hostname()
+    ]
+    results: list[ResumeResult] = []
+    started_keys: set[str] = set()
+    for record in reversed(candidates):  # latest first
+        if record.key in started_keys or backend.is_locked(record.key):
+            results.append(ResumeResult(record, "SKIPPED", "its lock is held"))
+            continue
+        try:
+            handle = spawn_job(record.job_spec, resumed=True)
+        except CronmanError as exc:
+            results.append(ResumeResult(record, "FAILED", str(exc)))
+            continue
+        backend.remove_record(record)
+        started_keys.add(record.key)
+        results.append(ResumeResult(record, "RESUMED", handle.log_path or "", handle.pid))
+    results.reverse()
+    return results
+
+
+def clean(target: str | None = None) -> list[RunRecord]:
+    """Forget dead records so ``resume`` will not restart them."""
+    backend = get_lock_backend()
+    removed = _dead(backend, target)
+    for record in removed:
+        backend.remove_record(record)
+    return removed
+
+
+def suspend() -> tuple[list[RunRecord], list[WorkerEntry]]:
+    """Clean, then kill: the next ``resume`` restarts only what this kill stopped."""
+    return clean(), kill()
+
+
+__all__ = [
+    "ResumeResult",
+    "WorkerEntry",
+    "clean",
+    "is_alive",
+    "kill",
+    "resume",
+    "status",
+    "suspend",
+    "totals",
+]

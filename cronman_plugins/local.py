@@ -1,0 +1,164 @@
+"""The default spawner: a detached subprocess on this host, leading its own process group.
+
+Each worker gets its own session (``kill`` signals the whole group, the job's
+children too), the command's environment, no stdin, and a private per-run log
+file under ``<data dir>/logs``. Logs are pruned at each spawn: the newest
+``CRONMAN_LOG_KEEP`` files are kept and none grows past
+``CRONMAN_LOG_MAX_BYTES`` (its tail is kept). Finished workers are reaped by a
+background thread that polls them, so a long-running scheduler leaves no
+zombies and needs no SIGCHLD handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import logging
+import os
+import re
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from cronman_core import conf, hookimpl
+from cronman_core.backends import Spawner, SpawnHandle, WorkerCommand
+
+logger = logging.getLogger("cronman.local")
+
+LOG_KEEP = 1000
+LOG_MAX_BYTES = 10 * 1024 * 1024
+TRUNCATED = b"[cronman: log truncated, the tail follows]\n"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
+_ENOMEM_RETRY_DELAY = 1.0
+_REAP_INTERVAL = 0.5
+
+
+class _Reaper:
+    """Polls spawned children until they exit, so none stays a zombie."""
+
+    def __init__(self) -> None:
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, child: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._children.append(child)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="cronman-reaper", daemon=True
+                )
+                self._thread.start()
+
+    def reap(self) -> int:
+        """Collect finished children now; return how many are still running."""
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> int:
+        self._children = [child for child in self._children if child.poll() is None]
+        return len(self._children)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(_REAP_INTERVAL)
+            with self._lock:
+                if not self._poll():
+                    self._thread = None
+                    return
+
+
+reaper = _Reaper()
+
+
+def _log_name(job_spec: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{_UNSAFE.sub('_', job_spec)[:60]}-{uuid.uuid4().hex[:8]}.log"
+
+
+def _cap(path: str, size: int, max_bytes: int) -> None:
+    """Keep the last half of a log grown past ``max_bytes`` (the worker appends)."""
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        keep = max_bytes // 2
+        tail = os.pread(fd, keep, max(0, size - keep))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, TRUNCATED + tail, 0)
+    finally:
+        os.close(fd)
+
+
+def prune_logs(logs_dir: Path, keep: int, max_bytes: int) -> None:
+    """Delete all but the newest ``keep`` logs; cap the size of the rest."""
+    entries = []
+    for entry in os.scandir(logs_dir):
+        if entry.name.endswith(".log"):
+            with contextlib.suppress(FileNotFoundError):
+                entries.append((entry.stat(follow_symlinks=False), entry.path))
+    entries.sort(key=lambda item: item[0].st_mtime, reverse=True)
+    for _info, path in entries[keep:]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    for info, path in entries[:keep]:
+        if info.st_size > max_bytes:
+            with contextlib.suppress(FileNotFoundError):
+                _cap(path, info.st_size, max_bytes)
+
+
+class LocalSpawner(Spawner):
+    """Starts ``command.argv`` detached, output to a per-run log file."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.logs_dir = Path(data_dir) / "logs"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.logs_dir, 0o700)
+
+    def spawn(self, command: WorkerCommand) -> SpawnHandle:
+        prune_logs(
+            self.logs_dir,
+            int(conf.get("CRONMAN_LOG_KEEP", LOG_KEEP)),
+            int(conf.get("CRONMAN_LOG_MAX_BYTES", LOG_MAX_BYTES)),
+        )
+        log_path = self.logs_dir / _log_name(command.job_spec)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        log_fd = os.open(log_path, flags, 0o600)
+        try:
+            child = self._popen(command, log_fd)
+        finally:
+            os.close(log_fd)
+        reaper.add(child)
+        logger.info("spawned %s as PID %d, log %s", command.job_spec, child.pid, log_path)
+        return SpawnHandle(job_spec=command.job_spec, pid=child.pid, log_path=str(log_path))
+
+    @staticmethod
+    def _popen(command: WorkerCommand, log_fd: int) -> subprocess.Popen[bytes]:
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                command.argv,
+                env=command.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+
+        try:
+            return start()
+        except OSError as exc:
+            if exc.errno != errno.ENOMEM:
+                raise
+            logger.warning("spawning %s: out of memory, retrying once", command.job_spec)
+            time.sleep(_ENOMEM_RETRY_DELAY)
+        return start()
+
+
+@hookimpl(trylast=True)
+def cronman_spawner(data_dir: Path) -> Spawner:
+    return LocalSpawner(data_dir)
+
+
+__all__ = ["LocalSpawner", "prune_logs", "reaper", "cronman_spawner"]

@@ -1,0 +1,311 @@
+"""The default lock backend: OS advisory locks plus run records in the data dir.
+
+Layout under the data dir (every file 0600, every directory 0700)::
+
+    locks/<key>.lock      flock()ed by the worker for its whole life
+    records/<run id>.json who holds (or held) a lock: PID, start time, host, spec
+    claims/<key>.claim    exactly-once fire claims, holding their expiry time
+
+A lock is the kernel's: a worker killed by SIGKILL frees it at once, and a
+stale record never blocks a run. A lock file is only unlinked, when its
+record goes, by a process that holds the lock itself, and ``acquire`` checks
+that the file it locked is still the one at the path, so an unlink can never
+let two workers in. Records and claims are written whole (temp file, fsync, rename/link) and
+opened without following symlinks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cronman_core import hookimpl
+from cronman_core.backends import Lock, LockBackend, RunRecord
+
+logger = logging.getLogger("cronman.pidfile")
+
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
+#: Claim temp files older than this are debris of a crashed claimer.
+_STALE_TEMP_SECONDS = 60.0
+
+
+def safe_name(key: str) -> str:
+    """A file name for ``key``: readable prefix plus a hash, so any key is safe and unique."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{_UNSAFE.sub('_', key)[:60]}-{digest}"
+
+
+def _private_dir(path: Path) -> Path:
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    return path
+
+
+def _write_atomic(directory: Path, name: str, data: bytes) -> None:
+    """Write ``directory/name`` whole: a reader sees the old or the new file, never half."""
+    temp = directory / f".tmp-{name}-{uuid.uuid4().hex}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(temp, directory / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _read(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class PidfileLock(Lock):
+    """An flock()ed lock file held through an open descriptor, plus its record."""
+
+    def __init__(self, backend: PidfileBackend, fd: int, record: RunRecord) -> None:
+        self.backend = backend
+        self.fd: int | None = fd
+        self.record = record
+
+    def update(self, **changes: Any) -> None:
+        self.record = replace(self.record, **changes)
+        self.backend.write_record(self.record)
+
+    def release(self, keep_record: bool = False) -> None:
+        if self.fd is None:
+            return
+        # Closing the descriptor drops the flock; then the record (and the lock
+        # file, if no one took it meanwhile) can go.
+        os.close(self.fd)
+        self.fd = None
+        if not keep_record:
+            self.backend.remove_record(self.record)
+
+
+class PidfileBackend(LockBackend):
+    """Locks, records and claims as files in one private directory of this host."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.locks_dir = _private_dir(self.data_dir / "locks")
+        self.records_dir = _private_dir(self.data_dir / "records")
+        self.claims_dir = _private_dir(self.data_dir / "claims")
+
+    # -- locks -----------------------------------------------------------------
+
+    def lock_path(self, key: str) -> Path:
+        return self.locks_dir / f"{safe_name(key)}.lock"
+
+    def _try_lock(self, path: Path, create: bool = True) -> int | None:
+        """Open and flock ``path``; None when another process holds it (or it is gone)."""
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0) | _OPEN_FLAGS, 0o600)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            # ``clean`` may have unlinked the file between our open and flock:
+            # then we locked an orphan inode and must retry on the new file.
+            try:
+                current = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+            held = os.fstat(fd)
+            if (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                return fd
+            os.close(fd)
+
+    def acquire(self, key: str, record: RunRecord) -> Lock | None:
+        fd = self._try_lock(self.lock_path(key))
+        if fd is None:
+            return None
+        record = replace(record, key=key)
+        try:
+            self.write_record(record)
+        except BaseException:
+            os.close(fd)
+            raise
+        return PidfileLock(self, fd, record)
+
+    def is_locked(self, key: str) -> bool:
+        """Whether a process holds ``key``, read from /proc/locks so no worker is disturbed."""
+        try:
+            info = os.stat(self.lock_path(key), follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        held = _flocked_inodes()
+        if held is not None:
+            return (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino) in held
+        fd = os.open(self.lock_path(key), os.O_RDONLY | _OPEN_FLAGS)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def _discard_lock(self, key: str) -> None:
+        """Unlink the lock file of ``key`` unless someone holds it (we hold it meanwhile)."""
+        path = self.lock_path(key)
+        fd = self._try_lock(path, create=False)
+        if fd is None:
+            return
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)
+
+    # -- records ---------------------------------------------------------------
+
+    @staticmethod
+    def record_name(record: RunRecord) -> str:
+        return f"{safe_name(record.run_id)}.json"
+
+    def write_record(self, record: RunRecord) -> None:
+        _write_atomic(self.records_dir, self.record_name(record), record.to_json().encode())
+
+    def _iter_records(self) -> Iterator[RunRecord]:
+        for entry in os.scandir(self.records_dir):
+            name = entry.name
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            try:
+                record = RunRecord.from_json(_read(Path(entry.path)).decode())
+                if self.record_name(record) != name:
+                    raise ValueError("file name does not match its run id")
+            except FileNotFoundError:
+                continue  # released while we listed
+            except (OSError, ValueError) as exc:
+                logger.warning("skipping unreadable run record %s: %s", entry.path, exc)
+                continue
+            yield record
+
+    def records(self) -> list[RunRecord]:
+        return list(self._iter_records())
+
+    def remove_record(self, record: RunRecord) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.records_dir / self.record_name(record))
+        self._discard_lock(record.key)
+
+    # -- claims ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _claims_guard(self) -> Iterator[None]:
+        """Serialise removals of claims, so no one removes a claim another just made."""
+        fd = os.open(self.claims_dir / ".guard", os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _expired(path: Path, now: float) -> bool:
+        try:
+            return float(_read(path).decode()) <= now
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, UnicodeDecodeError):
+            return True  # claims are linked in whole: unreadable means foreign debris
+
+    def claim(self, key: str, ttl: float) -> bool:
+        path = self.claims_dir / f"{safe_name(key)}.claim"
+        temp = self.claims_dir / f".tmp-{uuid.uuid4().hex}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+        try:
+            os.write(fd, repr(time.time() + ttl).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            for _ in range(2):
+                try:
+                    os.link(temp, path)  # atomic: exactly one linker wins
+                    return True
+                except FileExistsError:
+                    pass
+                with self._claims_guard():
+                    if not self._expired(path, time.time()):
+                        return False
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            return False
+        finally:
+            os.unlink(temp)
+
+    def prune_claims(self) -> int:
+        now = time.time()
+        removed = 0
+        with self._claims_guard():
+            for entry in os.scandir(self.claims_dir):
+                path = Path(entry.path)
+                if entry.name.endswith(".claim") and self._expired(path, now):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                        removed += 1
+                elif entry.name.startswith(".tmp-"):
+                    with contextlib.suppress(FileNotFoundError):
+                        if entry.stat(follow_symlinks=False).st_mtime < now - _STALE_TEMP_SECONDS:
+                            os.unlink(path)
+        return removed
+
+
+def _flocked_inodes() -> set[tuple[int, int, int]] | None:
+    """(major, minor, inode) of every flock()ed file, or None without /proc/locks."""
+    try:
+        text = _read(Path("/proc/locks")).decode()
+    except OSError:
+        return None
+    held = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[3] == "WRITE":
+            try:
+                major, minor, inode = fields[5].split(":")
+                held.add((int(major, 16), int(minor, 16), int(inode)))
+            except ValueError:
+                continue
+    return held
+
+
+@hookimpl(trylast=True)
+def cronman_lock_backend(data_dir: Path) -> LockBackend:
+    return PidfileBackend(data_dir)
+
+
+__all__ = ["PidfileBackend", "PidfileLock", "safe_name", "cronman_lock_backend"]

@@ -1,0 +1,56 @@
+"""CPU and IO priority of spawned workers: ``nice -n`` / ``ionice -c [-n]``.
+
+Read from the job class's django-cronman attributes ``worker_cpu_priority``
+(a :class:`~cronman_core.taxonomies.CPUPriority` value) and
+``worker_io_priority`` (an :class:`~cronman_core.taxonomies.IOPriority` class,
+or a ``(class, level)`` pair as in django-cronman). The wrapping happens in
+``cronman_worker_command``, so it applies to the scheduler, ``resume`` and
+task runs, never to a direct ``cron_worker run``. It is ``tryfirst`` so that
+wrappers such as raven-cmd end up outside it. ``CRONMAN_NICE_CMD`` /
+``CRONMAN_IONICE_CMD`` name the tools; an empty value switches one off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cronman_core import conf, hookimpl
+from cronman_core.backends import WorkerCommand
+from cronman_core.errors import UsageError
+
+
+def _io_args(ionice: str, value: Any) -> list[str]:
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise UsageError(
+                f"worker_io_priority must be a class or a (class, level) pair: {value!r}"
+            )
+        io_class, level = value
+    else:
+        io_class, level = value, None
+    args = [ionice, "-c", str(int(io_class))]
+    if level is not None:
+        args += ["-n", str(int(level))]
+    return args
+
+
+def priority_args(job_class: type) -> list[str]:
+    """The ``nice`` / ``ionice`` prefix for ``job_class`` (empty when it sets neither)."""
+    cpu = getattr(job_class, "worker_cpu_priority", None)
+    io = getattr(job_class, "worker_io_priority", None)
+    nice = conf.get("CRONMAN_NICE_CMD", "nice")
+    ionice = conf.get("CRONMAN_IONICE_CMD", "ionice")
+    args: list[str] = []
+    if cpu is not None and nice:
+        args += [nice, "-n", str(int(cpu))]
+    if io is not None and ionice:
+        args += _io_args(ionice, io)
+    return args
+
+
+@hookimpl(tryfirst=True)
+def cronman_worker_command(command: WorkerCommand) -> None:
+    command.argv[:0] = priority_args(command.job_class)
+
+
+__all__ = ["priority_args", "cronman_worker_command"]
