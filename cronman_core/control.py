@@ -16,9 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from cronman_core import conf
 from cronman_core.backends import LockBackend, RunRecord
@@ -27,6 +25,12 @@ from cronman_core.jobspec import parse
 from cronman_core.process import hostname, verified_process
 from cronman_core.taxonomies import JobStatus
 from cronman_core.worker import get_lock_backend
+
+if TYPE_CHECKING:
+    import psutil
+
+# psutil is imported where used, as in cronman_core.process: ``cron_worker run``
+# imports this module through its command and must not pay for it.
 
 logger = logging.getLogger("cronman.control")
 
@@ -118,6 +122,8 @@ def totals(entries: Iterable[WorkerEntry]) -> dict[str, int]:
 
 
 def _gone(process: psutil.Process) -> bool:
+    import psutil
+
     try:
         return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -138,6 +144,8 @@ class _Victim:
             self.leads_group = False
 
     def _descendants(self) -> list[psutil.Process]:
+        import psutil
+
         try:
             return self.process.children(recursive=True)
         except psutil.Error:
@@ -151,6 +159,8 @@ class _Victim:
         self.tree = list(known.values())
 
     def signal(self, signum: int) -> None:
+        import psutil
+
         if not _gone(self.process):
             # Both calls re-check the start time right before signalling.
             if self.leads_group and self.process.is_running():

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandParser
 
 from cronman_core import control
-from cronman_core.backends import RunRecord
 from cronman_core.info import all_jobs, job_info
 from cronman_core.management.base import CronmanCommand
 from cronman_core.plugins import get_plugin_manager
 
+if TYPE_CHECKING:
+    from cronman_core.backends import RunRecord
 
 class Command(CronmanCommand):
     help = (
