@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from cronman_core.backends import LockBackend, RunRecord
 
 
 class CronmanProject:
@@ -88,3 +91,127 @@ class CronmanProject:
         if not self.marks.exists():
             return []
         return [json.loads(line) for line in self.marks.read_text().splitlines() if line.strip()]
+
+
+class LockBackendContract:
+    """Behaviour every :class:`~cronman_core.backends.LockBackend` must have.
+
+    Subclass it in a pytest module and provide a ``lock_backend`` fixture (a
+    fresh, empty backend) and :meth:`corrupt_record`::
+
+        class TestMyBackend(LockBackendContract):
+            @pytest.fixture
+            def lock_backend(self, tmp_path):
+                return MyBackend(...)
+
+            def corrupt_record(self, backend):
+                ...  # store one unparsable record
+    """
+
+    #: Fire claims made at once by that many threads; exactly one must win.
+    CLAIM_RACERS = 16
+
+    def corrupt_record(self, backend: LockBackend) -> None:
+        """Store one record the backend cannot parse (a truncated write)."""
+        raise NotImplementedError(f"{type(self).__name__}.corrupt_record")
+
+    @staticmethod
+    def make_record(key: str, **changes: Any) -> RunRecord:
+        """A record of this process, as a worker would write it."""
+        import uuid
+
+        from cronman_core.process import create_time, hostname
+
+        fields: dict[str, Any] = dict(
+            key=key,
+            job_spec=key,
+            pid=os.getpid(),
+            host=hostname(),
+            create_time=create_time(os.getpid()),
+            run_id=uuid.uuid4().hex,
+            started_at="2026-01-01T00:00:00+00:00",
+        )
+        fields.update(changes)
+        return RunRecord(**fields)
+
+    @staticmethod
+    def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {predicate}")
+            time.sleep(0.02)
+
+    def test_acquire_contend_release(self, lock_backend: LockBackend) -> None:
+        first = lock_backend.acquire("Job", self.make_record("Job"))
+        assert first is not None
+        assert lock_backend.is_locked("Job")
+        assert lock_backend.acquire("Job", self.make_record("Job")) is None
+        other = lock_backend.acquire("Other", self.make_record("Other"))
+        assert other is not None
+        first.release()
+        other.release()
+        assert not lock_backend.is_locked("Job")
+        again = lock_backend.acquire("Job", self.make_record("Job"))
+        assert again is not None
+        again.release()
+        assert lock_backend.records() == []
+
+    def test_records_listed_while_held(self, lock_backend: LockBackend) -> None:
+        record = self.make_record("Job:1", job_spec="Job:1", can_resume=True)
+        lock = lock_backend.acquire("Job:1", record)
+        assert lock is not None
+        assert lock_backend.records() == [record]
+        lock.update(killed=True)
+        assert [r.killed for r in lock_backend.records()] == [True]
+        lock.release()
+        assert lock_backend.records() == []
+
+    def test_keep_record_frees_the_lock(self, lock_backend: LockBackend) -> None:
+        record = self.make_record("Job", can_resume=True)
+        lock = lock_backend.acquire("Job", record)
+        assert lock is not None
+        lock.release(keep_record=True)
+        assert lock_backend.records() == [record]
+        assert not lock_backend.is_locked("Job")
+        second = lock_backend.acquire("Job", self.make_record("Job"))
+        assert second is not None
+        assert len(lock_backend.records()) == 2
+        second.release()
+        lock_backend.remove_record(record)
+        assert lock_backend.records() == []
+
+    def test_corrupt_record_skipped(self, lock_backend: LockBackend) -> None:
+        self.corrupt_record(lock_backend)
+        lock = lock_backend.acquire("Job", self.make_record("Job"))
+        assert lock is not None
+        assert [r.key for r in lock_backend.records()] == ["Job"]
+        lock.release()
+
+    def test_claim_exactly_once_under_concurrency(self, lock_backend: LockBackend) -> None:
+        import threading
+
+        barrier = threading.Barrier(self.CLAIM_RACERS)
+        wins: list[bool] = []
+
+        def racer() -> None:
+            barrier.wait()
+            wins.append(lock_backend.claim("entry@2026-01-01T00:00", 60))
+
+        threads = [threading.Thread(target=racer) for _ in range(self.CLAIM_RACERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(wins) == [False] * (self.CLAIM_RACERS - 1) + [True]
+        assert not lock_backend.claim("entry@2026-01-01T00:00", 60)
+        assert lock_backend.claim("entry@2026-01-01T00:01", 60)
+
+    def test_prune_claims(self, lock_backend: LockBackend) -> None:
+        expires = time.time() + 0.05
+        assert lock_backend.claim("short", 0.05)
+        assert lock_backend.claim("long", 3600)
+        self._wait(lambda: time.time() > expires + 0.05)
+        assert lock_backend.prune_claims() == 1
+        assert lock_backend.claim("short", 60)
+        assert not lock_backend.claim("long", 60)
