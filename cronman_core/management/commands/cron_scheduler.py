@@ -1,0 +1,83 @@
+"""``manage.py cron_scheduler``: one tick, the daemon, enable/disable, upcoming fires."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from cronman_core.errors import UsageError
+from cronman_core.management.base import CronmanCommand
+from cronman_core.scheduler import Scheduler, run_daemon, stop_on_signals
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+class Command(CronmanCommand):
+    help = "Start due cron jobs (run: one tick, daemon: keep ticking), enable/disable, next."
+    # The tick validates what it uses; checking every entry first would double its cost.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub.add_parser("run", help="one tick: start every job due since the last tick (crontab)")
+        sub.add_parser("daemon", help="keep running, starting each job at its time")
+        for name, verb in (("enable", "start spawning again"), ("disable", "stop spawning workers")):
+            action = sub.add_parser(name, help=verb)
+            action.add_argument(
+                "--workers",
+                action="store_true",
+                help="also resume suspended workers at the next tick"
+                if name == "enable"
+                else "also suspend running workers (resumed by enable --workers)",
+            )
+        upcoming = sub.add_parser("next", help="the next N fire times of every entry")
+        upcoming.add_argument("count", nargs="?", type=_positive, default=5, metavar="N")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        getattr(self, f"handle_{options['action']}")(**options)
+
+    def handle_run(self, **options: Any) -> None:
+        result = Scheduler().tick()
+        if not result.enabled:
+            self.stdout.write("Scheduler is disabled: nothing started.")
+
+    def handle_daemon(self, **options: Any) -> None:
+        scheduler = Scheduler()
+        stop = threading.Event()
+        with stop_on_signals(stop):
+            run_daemon(scheduler, stop)
+
+    def handle_enable(self, workers: bool = False, **options: Any) -> None:
+        Scheduler().control.enable(workers=workers)
+        self.stdout.write("Scheduler enabled." + (" Workers resume at the next tick." if workers else ""))
+
+    def handle_disable(self, workers: bool = False, **options: Any) -> None:
+        Scheduler().control.disable(workers=workers)
+        self.stdout.write("Scheduler disabled." + (" Running workers suspended." if workers else ""))
+
+    def handle_next(self, count: int = 5, **options: Any) -> None:
+        scheduler = Scheduler()
+        rows = scheduler.upcoming(count)
+        if not rows:
+            raise UsageError("no schedule entries (set CRONMAN_JOBS_MODULE or enable a plugin)")
+        self.stdout.write(f"Time zone: {scheduler.zone_name}")
+        for entry, instants in rows:
+            self.stdout.write(f"{entry.job_spec}  [{' '.join(entry.time_spec.split())}]  ({entry.source})")
+            if isinstance(instants, str):
+                self.stdout.write(f"  error: {instants}")
+            elif not instants:
+                self.stdout.write("  never")
+            for instant in instants:
+                self.stdout.write(f"  {scheduler.format_time(instant)}")
