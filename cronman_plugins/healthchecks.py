@@ -68,7 +68,9 @@ def ping(check: str, event: str, run_id: str, error: str | None = None) -> bool:
         return False
     if event != "success":
         url += f"/{event}"
-    data = (error or "").encode()[:BODY_LIMIT] if event == "fail" else None
+    data = None
+    if event == "fail":  # cut to the limit without splitting a character
+        data = (error or "").encode()[:BODY_LIMIT].decode(errors="ignore").encode()
     return _pinger.ping(label, url, budget_key=run_id, params={"rid": run_uuid(run_id)}, data=data)
 
 

@@ -1,0 +1,171 @@
+"""Sentry errors and Crons check-ins through the real sentry-sdk to a local endpoint;
+raven-cmd wrapping of spawned workers."""
+
+import json
+import shlex
+import socket
+import subprocess
+
+import pytest
+
+from cronman_core.plugins import build_plugin_manager
+from tests.plugins.conftest import registered_times
+
+
+def _schedule(project, *entries):
+    """A CRONMAN_JOBS_MODULE in the project holding ``entries``."""
+    (project.path / "monitored_schedule.py").write_text(f"CRON_JOBS = {entries!r}\n")
+    return "monitored_schedule"
+
+
+def test_failing_job_sends_its_exception_and_check_ins(project, http_server):
+    server = http_server()
+    project.configure(
+        CRONMAN_SENTRY_ENABLED=True,
+        CRONMAN_SENTRY_CONFIG={"dsn": server.dsn},
+        CRONMAN_JOBS_MODULE=_schedule(
+            project, ("0 4 * * *", "Hello:x"), ("*/10  * * * *", "Monitored")
+        ),
+        CRONMAN_TIME_ZONE="Europe/Warsaw",
+    )
+    result = project.run("cron_worker", "run", "Monitored:fail=boom")
+    assert result.returncode == 1, result.stderr
+    (event,) = server.items_of("event")  # the worker's error log line is not a second event
+    (exception,) = event["exception"]["values"]
+    assert (exception["type"], exception["value"]) == ("RuntimeError", "boom")
+    tags = event["tags"]
+    assert tags["job"] == "Monitored"
+    assert tags["job_spec"] == "Monitored:fail=boom"
+    assert tags["host"] == socket.gethostname()
+    assert len(tags["run_id"]) == 32
+    started, finished = server.items_of("check_in")
+    assert (started["monitor_slug"], started["status"]) == ("monitored-job", "in_progress")
+    assert started["monitor_config"] == {
+        "schedule": {"type": "crontab", "value": "*/10 * * * *"},
+        "timezone": "Europe/Warsaw",
+    }
+    assert (finished["status"], finished["check_in_id"]) == ("error", started["check_in_id"])
+    assert finished["duration"] >= 0
+
+
+def test_succeeding_job_checks_in_ok_and_sends_no_event(project, http_server):
+    server = http_server()
+    project.configure(CRONMAN_SENTRY_ENABLED=True, SENTRY_CONFIG={"dsn": server.dsn})
+    result = project.run("cron_worker", "run", "Monitored")
+    assert result.returncode == 0, result.stderr
+    assert server.items_of("event") == []
+    started, finished = server.items_of("check_in")
+    assert [started["status"], finished["status"]] == ["in_progress", "ok"]
+    assert "monitor_config" not in started  # no schedule entry runs Monitored
+
+
+def test_command_errors_and_legacy_raven_config(project, http_server):
+    server = http_server()
+    project.configure(
+        CRONMAN_SENTRY_ENABLED=True,
+        RAVEN_MANAGEMENT_COMMAND_CONFIG={
+            "dsn": server.dsn,
+            "release": "r1",
+            "include_paths": ["app"],
+            "string_max_length": 200,
+        },
+    )
+    script = (
+        "from cronman_core.plugins import get_plugin_manager\n"
+        "try:\n"
+        "    raise ValueError('tick broke')\n"
+        "except ValueError as exc:\n"
+        "    get_plugin_manager().notify('cronman_report_error', exc=exc,"
+        " context={'command': 'cron_scheduler'}, run=None)\n"
+    )
+    result = project.run("shell", "-c", script)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "sentry-sdk does not know" in line]
+    assert warnings == [
+        "RAVEN_MANAGEMENT_COMMAND_CONFIG: ignoring options sentry-sdk does not know"
+        " (raven settings?): include_paths, string_max_length"
+    ]
+    (event,) = server.items_of("event")
+    assert event["exception"]["values"][0]["type"] == "ValueError"
+    assert event["tags"] == {"command": "cron_scheduler"}
+    assert event["release"] == "r1"
+
+
+def test_clients_are_imported_on_first_use_only(project):
+    project.configure(
+        CRONMAN_SENTRY_ENABLED=True,
+        CRONMAN_CRONITOR_ENABLED=True,
+        CRONMAN_HEALTHCHECKS_ENABLED=True,
+        CRONMAN_SENTRY_CONFIG={"dsn": "http://public@127.0.0.1:9/1"},
+    )
+    script = (
+        "import sys\n"
+        "from cronman_core.plugins import get_plugin_manager\n"
+        "pm = get_plugin_manager()\n"
+        "print(sorted(n for n in ('cronitor', 'healthchecks', 'sentry') if pm.has_plugin(n)),"
+        " 'sentry_sdk' in sys.modules, 'requests' in sys.modules)\n"
+    )
+    result = project.run("shell", "-c", script)
+    assert result.returncode == 0, result.stderr
+    # Enabled, yet sentry-sdk and requests wait for the first report / ping.
+    assert result.stdout.splitlines()[-1] == "['cronitor', 'healthchecks', 'sentry'] False False"
+
+
+@pytest.mark.parametrize(
+    ("module", "switch"),
+    [
+        ("cronman_plugins.sentry", {"CRONMAN_SENTRY_ENABLED": True}),
+        ("cronman_plugins.raven_cmd", {"CRONMAN_RAVEN_CMD": "/usr/bin/raven"}),
+    ],
+)
+def test_enabled_and_listed_is_registered_once(settings, module, switch):
+    assert registered_times(settings, module, **switch) == 1
+
+
+# -- raven-cmd -------------------------------------------------------------------
+
+INJECTION_SPEC = """Echo:"$(touch {tmp}/INJECTED)",'a"b;`touch {tmp}/INJECTED`',x="it's $HOME\""""
+
+
+def test_raven_cmd_wraps_quoted_so_no_spec_injects_shell(project, tmp_path):
+    raven = tmp_path / "raven"
+    # Like raven-cmd: options, then -c "<command>", run by a shell.
+    raven.write_text('#!/bin/sh\necho "raven got: $1 $2" >&2\nexec sh -c "$3"\n')
+    raven.chmod(0o755)
+    project.configure(CRONMAN_RAVEN_CMD=f"{raven} --quiet")
+    spec = INJECTION_SPEC.format(tmp=tmp_path)
+    script = (
+        "import json, sys\n"
+        "from cronman_core.spawn import build_worker_command\n"
+        f"command = build_worker_command({spec!r})\n"
+        "print(json.dumps({'argv': command.argv, 'env': command.env}))\n"
+    )
+    built = project.run("shell", "-c", script)
+    assert built.returncode == 0, built.stderr
+    command = json.loads(built.stdout.splitlines()[-1])
+    argv = command["argv"]
+    assert argv[:3] == [str(raven), "--quiet", "-c"] and len(argv) == 4
+    ran = subprocess.run(
+        argv, env=command["env"], cwd=project.path, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "raven got: --quiet -c" in ran.stderr
+    (mark,) = project.read_marks()
+    assert mark["args"] == [f"$(touch {tmp_path}/INJECTED)", f'a"b;`touch {tmp_path}/INJECTED`']
+    assert mark["kwargs"] == {"x": "it's $HOME"}
+    assert not (tmp_path / "INJECTED").exists()
+
+
+def test_raven_cmd_is_the_outermost_wrapper(settings):
+    from cronman_core.backends import WorkerCommand
+    from tests.testapp.cron_jobs import NiceSleep
+
+    settings.CRONMAN_RAVEN_CMD = "/usr/bin/raven"
+    settings.CRONMAN_NICE_CMD = "nice"
+    pm = build_plugin_manager()
+    argv = ["python", "-m", "django", "cron_worker", "run", "NiceSleep"]
+    command = WorkerCommand(argv=argv, env={}, job_spec="NiceSleep", job_class=NiceSleep)
+    pm.hook.cronman_worker_command(command=command)
+    assert command.argv[:2] == ["/usr/bin/raven", "-c"]
+    assert shlex.split(command.argv[2])[0] == "nice"
+    assert command.argv[2].endswith(" cron_worker run NiceSleep")
