@@ -20,6 +20,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "cronman_core",
+    "cronman_plugins.tasks",
+    "cronman_plugins.history",
     "tests.testapp",
 ]
 MIDDLEWARE = [

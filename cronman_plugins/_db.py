@@ -1,0 +1,45 @@
+"""What the database-backed plugins (tasks, history) share: bounded, isolated writes.
+
+A notifier hook that writes to the database must never fail or hang a job:
+each write runs in its own savepoint (a failure leaves the job's connection
+usable), on PostgreSQL with a ``statement_timeout`` of ``CRONMAN_DB_WRITE_TIMEOUT``
+seconds (default 5; SQLite waits at most its own busy timeout), and a
+database error becomes a warning line instead of an exception (once per
+process for a repeated error, such as a table that ``migrate`` never created).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+
+from cronman_core import conf
+
+T = TypeVar("T")
+
+DEFAULT_WRITE_TIMEOUT = 5.0
+
+_reported: set[str] = set()
+
+
+def guarded_write(
+    logger: logging.Logger, what: str, write: Callable[[], T], using: str = DEFAULT_DB_ALIAS
+) -> T | None:
+    """Run ``write()`` in a bounded savepoint; log and return None on a database error."""
+    try:
+        with transaction.atomic(using=using):
+            connection = connections[using]
+            if connection.vendor == "postgresql":
+                timeout = conf.get("CRONMAN_DB_WRITE_TIMEOUT", DEFAULT_WRITE_TIMEOUT)
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL statement_timeout = {int(float(timeout) * 1000)}")
+            return write()
+    except DatabaseError as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        level = logging.DEBUG if first_line in _reported else logging.WARNING
+        _reported.add(first_line)
+        logger.log(level, "%s failed: %s", what, first_line)
+        return None

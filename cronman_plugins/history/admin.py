@@ -1,0 +1,58 @@
+"""Admin > Cron history > Runs: a read-only list and a 24-hour timeline page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+
+from cronman_plugins.history.models import CronRun
+from cronman_plugins.history.timeline import build_timeline
+
+
+@admin.register(CronRun)
+class CronRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "job_spec", "status", "started_at", "finished_at", "duration_display", "host", "pid",
+        "exit_reason",
+    )
+    list_filter = ("status", "job_name", "host", "started_at")
+    search_fields = ("job_spec", "run_id", "host", "error", "exit_reason")
+    date_hierarchy = "started_at"
+    readonly_fields = [f.name for f in CronRun._meta.fields if f.name != "id"]
+
+    @admin.display(description="Duration", ordering="duration")
+    def duration_display(self, obj: CronRun) -> str:
+        return "-" if obj.duration is None else f"{obj.duration:.1f} s"
+
+    # Rows are written by workers only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        timeline = path(
+            "timeline/",
+            self.admin_site.admin_view(self.timeline_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_timeline",
+        )
+        return [timeline, *super().get_urls()]
+
+    def timeline_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Cron runs: last 24 hours",
+            "timeline": build_timeline(timezone.now()),
+        }
+        return TemplateResponse(request, "admin/cron_history/cronrun/timeline.html", context)

@@ -1,0 +1,66 @@
+"""The history plugin: one ``CronRun`` row per run, written from the notifier hooks.
+
+Writes go through :func:`cronman_plugins._db.guarded_write`: a database
+outage costs a warning line and never the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from cronman_core import hookimpl
+from cronman_core.run import JobRun
+from cronman_plugins._db import guarded_write
+from cronman_plugins.history.models import CronRun
+
+logger = logging.getLogger("cronman.plugins.history")
+
+
+def _fields(run: JobRun) -> dict[str, object]:
+    return {
+        "job_name": run.job_name,
+        "job_spec": run.job_spec,
+        "host": run.host,
+        "pid": run.pid,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration": run.duration,
+        "status": run.status,
+        "error": run.error or "",
+        "resumed": run.resumed,
+    }
+
+
+def _record(run: JobRun, exit_reason: str = "") -> None:
+    guarded_write(
+        logger,
+        f"recording run {run.run_id} ({run.job_spec}) in the history",
+        lambda: CronRun.objects.update_or_create(
+            run_id=run.run_id, defaults={**_fields(run), "exit_reason": exit_reason}
+        ),
+    )
+
+
+@hookimpl
+def cronman_job_started(run: JobRun) -> None:
+    _record(run)
+
+
+@hookimpl
+def cronman_job_succeeded(run: JobRun) -> None:
+    _record(run, "run() returned")
+
+
+@hookimpl
+def cronman_job_failed(run: JobRun, exc: BaseException) -> None:
+    _record(run, f"run() raised {type(exc).__name__}")
+
+
+@hookimpl
+def cronman_job_killed(run: JobRun, signum: int) -> None:
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = str(signum)
+    _record(run, f"killed by {name}")

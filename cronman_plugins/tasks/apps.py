@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class CronTasksConfig(AppConfig):
+    """The label ``cron`` keeps django-cronman's "Admin > Cron > Cron Tasks"."""
+
+    name = "cronman_plugins.tasks"
+    label = "cron"
+    verbose_name = "Cron"
+    default_auto_field = "django.db.models.BigAutoField"
+    cronman_plugin = "cronman_plugins.tasks.plugin"

@@ -1,0 +1,57 @@
+"""The tasks plugin: a task source for the scheduler, its jobs, and task status from workers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cronman_core import hookimpl
+from cronman_core.backends import WorkerCommand
+from cronman_core.job import CronJobRegistry
+from cronman_core.run import JobRun
+from cronman_core.schedule import ScheduleEntry
+from cronman_plugins.tasks import runner
+from cronman_plugins.tasks.jobs import CleanCronTasks, RunCronTasks
+from cronman_plugins.tasks.models import CronTaskStatus
+
+
+@hookimpl
+def cronman_register_jobs(registry: CronJobRegistry) -> None:
+    registry.register(RunCronTasks)
+    registry.register(CleanCronTasks)
+
+
+@hookimpl
+def cronman_schedule_entries() -> list[ScheduleEntry]:
+    # Crontab mode picks tasks up every 4 minutes (as django-cronman); the daemon polls
+    # cronman_requested_runs every CRONMAN_TASK_POLL_INTERVAL seconds on top of that.
+    return [ScheduleEntry("*/4 * * * *", "RunCronTasks", source="cronman_plugins.tasks", default=True)]
+
+
+@hookimpl
+def cronman_requested_runs(now: dt.datetime) -> list[str]:
+    return runner.requested_runs(now)
+
+
+@hookimpl
+def cronman_worker_command(command: WorkerCommand) -> None:
+    runner.set_worker_env(command)
+
+
+@hookimpl
+def cronman_job_started(run: JobRun) -> None:
+    runner.task_started(run)
+
+
+@hookimpl
+def cronman_job_succeeded(run: JobRun) -> None:
+    runner.task_ended(run, CronTaskStatus.FINISHED)
+
+
+@hookimpl
+def cronman_job_failed(run: JobRun) -> None:
+    runner.task_ended(run, CronTaskStatus.FAILED)
+
+
+@hookimpl
+def cronman_job_killed(run: JobRun) -> None:
+    runner.task_ended(run, CronTaskStatus.FAILED)

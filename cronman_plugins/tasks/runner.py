@@ -1,0 +1,222 @@
+"""How a Cron Task reaches a worker and reports back.
+
+Scheduler side (``cronman_requested_runs`` at each tick and daemon poll, or
+the ``RunCronTasks`` job): tasks whose worker died are reaped, due tasks are
+claimed atomically, and this process remembers *job spec → task id*. When
+the worker command for that spec is built, ``cronman_worker_command`` puts
+the id in the worker's environment as ``CRONMAN_TASK_ID``. The job spec
+itself stays the plain ``Job:params`` the form validated, so locks, the run
+history and every other plugin see the real job, and the spec travels as one
+argv item that no shell parses.
+
+Worker side: the notifier hooks take (and remove) ``CRONMAN_TASK_ID`` and
+move the task queued → started → finished / failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from collections import defaultdict, deque
+
+from django.db import DatabaseError
+
+from cronman_core import conf
+from cronman_core.backends import WorkerCommand
+from cronman_core.errors import UnknownJobError
+from cronman_core.job import cron_job_registry
+from cronman_core.process import create_time, hostname, verified_process
+from cronman_core.run import JobRun
+from cronman_core.utils import RESUMED_ENV
+from cronman_plugins._db import guarded_write
+from cronman_plugins.tasks.models import CronTask, CronTaskStatus
+
+logger = logging.getLogger("cronman.plugins.tasks")
+
+#: Environment variable that tells a worker which task it runs.
+TASK_ENV = "CRONMAN_TASK_ID"
+
+#: Seconds a claimed task may wait for its worker to report "started".
+DEFAULT_QUEUED_TIMEOUT = 300
+
+
+class _Claimed:
+    """Task ids claimed by this process, waiting for their worker command (FIFO per spec)."""
+
+    def __init__(self) -> None:
+        self._ids: defaultdict[str, deque[tuple[int, bool]]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def push(self, task: CronTask) -> None:
+        with self._lock:
+            self._ids[task.job_spec].append((task.pk, task.resumed))
+
+    def take(self, job_spec: str) -> tuple[int, bool] | None:
+        with self._lock:
+            queue = self._ids.get(job_spec)
+            if not queue:
+                return None
+            claim = queue.popleft()
+            if not queue:
+                del self._ids[job_spec]
+            return claim
+
+    def discard(self, task: CronTask) -> None:
+        with self._lock:
+            queue = self._ids.get(task.job_spec)
+            if queue and (task.pk, task.resumed) in queue:
+                queue.remove((task.pk, task.resumed))
+
+
+_claimed = _Claimed()
+#: In a worker: run id → task id, between "started" and the end of the run.
+_running: dict[str, int] = {}
+
+
+# -- scheduler side ---------------------------------------------------------------
+
+
+def claim_tasks(now: dt.datetime) -> list[CronTask]:
+    """Reap dead tasks, then claim the due ones for spawning by this process."""
+    reap_dead_tasks(now)
+    tasks = CronTask.objects.claim_due(now)
+    for task in tasks:
+        _claimed.push(task)
+    return tasks
+
+
+def requested_runs(now: dt.datetime) -> list[str]:
+    """The job specs of the tasks claimed now; a database outage is one warning, not a crash."""
+    try:
+        return [task.job_spec for task in claim_tasks(now)]
+    except DatabaseError as exc:
+        logger.warning("cannot read Cron Tasks: %s", exc)
+        return []
+
+
+def start_due_tasks(now: dt.datetime) -> list[CronTask]:
+    """Claim the due tasks and spawn one worker each (what ``RunCronTasks`` does)."""
+    from cronman_core.spawn import spawn_job
+
+    started = []
+    for task in claim_tasks(now):
+        try:
+            handle = spawn_job(task.job_spec)
+        except Exception as exc:
+            _claimed.discard(task)
+            logger.error("Cron Task %s (%s): spawn failed: %s", task.pk, task.job_spec, exc)
+            _end(task.pk, CronTaskStatus.FAILED, now, f"spawn failed: {exc}")
+        else:
+            logger.info("Cron Task %s: spawned %s (pid %s)", task.pk, task.job_spec, handle.pid)
+            started.append(task)
+    return started
+
+
+def set_worker_env(command: WorkerCommand) -> None:
+    """Tell the worker of a claimed task its id; never leak an id to any other worker."""
+    command.env.pop(TASK_ENV, None)
+    claim = _claimed.take(command.job_spec)
+    if claim is None:
+        return
+    task_id, resumed = claim
+    command.env[TASK_ENV] = str(task_id)
+    if resumed:
+        command.env[RESUMED_ENV] = "1"
+        command.resumed = True
+
+
+def reap_dead_tasks(now: dt.datetime) -> None:
+    """End tasks whose worker is gone: failed, or waiting again once if the job can resume.
+
+    A started task is checked only on its own host (PID plus process start
+    time); a queued task is dead once ``CRONMAN_TASK_QUEUED_TIMEOUT`` seconds
+    (default 300) passed without its worker reporting (spawn failed, or the
+    job's lock was busy so the worker skipped).
+    """
+    timeout = float(conf.get("CRONMAN_TASK_QUEUED_TIMEOUT", DEFAULT_QUEUED_TIMEOUT))
+    for task in CronTask.objects.filter(status=CronTaskStatus.STARTED, host=hostname()):
+        if verified_process(task.run_record()) is None:
+            _worker_died(task, now, "the worker ended without reporting (killed or crashed)")
+    stale = CronTask.objects.filter(
+        status=CronTaskStatus.QUEUED, queued_at__lt=now - dt.timedelta(seconds=timeout)
+    )
+    for task in stale:
+        _worker_died(task, now, f"no worker reported within {timeout:g} s of queueing")
+
+
+def _can_resume(task: CronTask) -> bool:
+    try:
+        return bool(cron_job_registry.get(task.cron_job).can_resume)
+    except UnknownJobError:
+        return False
+
+
+def _worker_died(task: CronTask, now: dt.datetime, reason: str) -> None:
+    same_state = CronTask.objects.filter(pk=task.pk, status=task.status)
+    if task.status == CronTaskStatus.STARTED and _can_resume(task) and not task.resumed:
+        if same_state.update(status=CronTaskStatus.WAITING, start_at=now, resumed=True,
+                             error=f"{reason}; resumed"):
+            _forget_lock_record(task)
+            logger.warning("Cron Task %s (%s): %s; resuming it", task.pk, task.job_spec, reason)
+        return
+    if same_state.update(status=CronTaskStatus.FAILED, finished_at=now, error=reason):
+        logger.warning("Cron Task %s (%s): %s", task.pk, task.job_spec, reason)
+
+
+def _forget_lock_record(task: CronTask) -> None:
+    """The task resumes the run itself, so ``cron_worker resume`` must not run it again."""
+    from cronman_core.worker import get_lock_backend
+
+    backend = get_lock_backend()
+    for record in backend.records():
+        if record.run_id == task.run_id and record.host == task.host:
+            backend.remove_record(record)
+
+
+# -- worker side ----------------------------------------------------------------
+
+
+def task_started(run: JobRun) -> None:
+    raw = os.environ.pop(TASK_ENV, None)  # the job's own children are not this task
+    if raw is None:
+        return
+    try:
+        task_id = int(raw)
+    except ValueError:
+        logger.warning("ignoring %s=%r: not a task id", TASK_ENV, raw)
+        return
+    _running[run.run_id] = task_id
+    guarded_write(
+        logger,
+        f"Cron Task {task_id}: recording start",
+        lambda: CronTask.objects.filter(
+            pk=task_id, cron_job=run.job_name, status=CronTaskStatus.QUEUED
+        ).update(
+            status=CronTaskStatus.STARTED,
+            started_at=run.started_at,
+            pid=run.pid,
+            host=run.host,
+            run_id=run.run_id,
+            process_started=create_time(run.pid),
+        ),
+    )
+
+
+def task_ended(run: JobRun, status: str) -> None:
+    task_id = _running.pop(run.run_id, None)
+    if task_id is not None:
+        _end(task_id, status, run.finished_at, run.error or "")
+
+
+def _end(task_id: int, status: str, when: dt.datetime | None, error: str) -> None:
+    guarded_write(
+        logger,
+        f"Cron Task {task_id}: recording {status}",
+        lambda: CronTask.objects.filter(
+            pk=task_id, status__in=(CronTaskStatus.QUEUED, CronTaskStatus.STARTED)
+        ).update(
+            status=status, finished_at=when, error=error
+        ),
+    )
