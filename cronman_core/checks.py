@@ -31,3 +31,16 @@ def check_plugins_and_data_dir(app_configs: Any = None, **kwargs: Any) -> list[E
             )
         )
     return errors
+
+
+@register("cronman")
+def check_schedule(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Schedule entries that could never run (ids cronman.E010-E015), before any tick."""
+    from cronman_core.plugins import get_plugin_manager
+    from cronman_core.scheduler import schedule_problems
+
+    try:
+        pm = get_plugin_manager()
+    except PluginError:
+        return []  # reported as cronman.E001
+    return [Error(p.message, hint=p.hint, id=p.id) for p in schedule_problems(pm)]

@@ -38,7 +38,12 @@ from typing import Any, Protocol
 
 from cronman_core import conf
 from cronman_core.cronexpr import CronExprError, get_zone, normalize, parse_cron
-from cronman_core.errors import CronmanError
+from cronman_core.errors import (
+    CronmanError,
+    JobParamsError,
+    JobSpecError,
+    UnknownJobError,
+)
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.schedule import ScheduleEntry
 
@@ -82,6 +87,60 @@ def scheduler_zone_name() -> str:
     from django.conf import settings
 
     return str(conf.get("CRONMAN_TIME_ZONE") or getattr(settings, "TIME_ZONE", None) or "UTC")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A schedule problem for ``manage.py check``: check id, message, hint."""
+
+    id: str
+    message: str
+    hint: str
+
+
+def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
+    """Everything that would stop a schedule entry from running, found before any tick."""
+    from cronman_core.job import cron_job_registry
+    from cronman_core.jobspec import bind, parse
+
+    problems: list[Problem] = []
+    try:
+        get_zone(scheduler_zone_name())
+    except CronmanError as exc:
+        problems.append(Problem("cronman.E015", str(exc), "Set CRONMAN_TIME_ZONE (or TIME_ZONE) "
+                                "to an IANA zone name such as 'Europe/London'."))
+    try:
+        entries = collect_entries(pm)
+    except (CronmanError, TypeError, ValueError) as exc:
+        problems.append(Problem("cronman.E014", f"cannot load schedule entries: {exc}",
+                                "Fix CRONMAN_JOBS_MODULE / CRON_JOBS or the plugin that adds entries."))
+        return problems
+    for entry in entries:
+        where = f"{entry.source}: ({entry.time_spec!r}, {entry.job_spec!r})"
+        try:
+            parse_cron(entry.time_spec)
+        except CronExprError as exc:
+            problems.append(Problem("cronman.E010", f"{where}: {exc}", "Use 5 fields (minute hour "
+                                    "day-of-month month day-of-week) or an alias such as @hourly."))
+        try:
+            spec = parse(entry.job_spec)
+            job_class = cron_job_registry.get(spec.name)
+        except JobSpecError as exc:
+            problems.append(Problem("cronman.E012", f"{where}: {exc}",
+                                    "Write the job spec as Name or Name:value,key=value."))
+            continue
+        except UnknownJobError:
+            problems.append(Problem("cronman.E011", f"{where}: unknown cron job {spec.name!r}",
+                                    "Register the job class in a cron_jobs module, or fix the name "
+                                    "(see manage.py cron_worker info)."))
+            continue
+        try:
+            bind(job_class, spec)
+        except JobParamsError as exc:
+            problems.append(Problem("cronman.E013", f"{where}: {exc}",
+                                    f"Give the params that {spec.name}.run() accepts "
+                                    f"(see manage.py cron_worker info {spec.name})."))
+    return problems
 
 
 # -- the pure decision ----------------------------------------------------------------
