@@ -136,3 +136,17 @@ class MonitoredQuiet(Monitored):
 
 for job in (Monitored, MonitoredQuiet):
     cron_job_registry.register(job)
+
+
+class TaskEcho(BaseCronJob):
+    """Mark the params received; may be requested from the admin (Cron Tasks)."""
+
+    run_as_task = True
+    lock_type = None
+
+    def run(self, what, sleep="0"):
+        _mark("TaskEcho", {"what": what, "resumed": is_cron_process_resumed()})
+        time.sleep(float(sleep))
+
+
+cron_job_registry.register(TaskEcho)
