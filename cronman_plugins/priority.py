@@ -19,19 +19,11 @@ from cronman_core.backends import WorkerCommand
 from cronman_core.errors import UsageError
 
 
-def _io_args(ionice: str, value: Any) -> list[str]:
-    if isinstance(value, list | tuple):
-        if len(value) != 2:
-            raise UsageError(
-                f"worker_io_priority must be a class or a (class, level) pair: {value!r}"
-            )
-        io_class, level = value
-    else:
-        io_class, level = value, None
-    args = [ionice, "-c", str(int(io_class))]
-    if level is not None:
-        args += ["-n", str(int(level))]
-    return args
+def _number(job_class: type, attribute: str, value: Any) -> str:
+    try:
+        return str(int(value))
+    except (TypeError, ValueError):
+        raise UsageError(f"{job_class.__name__}.{attribute} is not a number: {value!r}") from None
 
 
 def priority_args(job_class: type) -> list[str]:
@@ -42,9 +34,12 @@ def priority_args(job_class: type) -> list[str]:
     ionice = conf.get("CRONMAN_IONICE_CMD", "ionice")
     args: list[str] = []
     if cpu is not None and nice:
-        args += [nice, "-n", str(int(cpu))]
+        args += [nice, "-n", _number(job_class, "worker_cpu_priority", cpu)]
     if io is not None and ionice:
-        args += _io_args(ionice, io)
+        io_class, level = io if isinstance(io, list | tuple) and len(io) == 2 else (io, None)
+        args += [ionice, "-c", _number(job_class, "worker_io_priority", io_class)]
+        if level is not None:
+            args += ["-n", _number(job_class, "worker_io_priority", level)]
     return args
 
 

@@ -1,0 +1,95 @@
+"""The local spawner and ``cronman_core.spawn``: detached workers, logs, no zombies, no shell."""
+
+import os
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cronman_core.backends import WorkerCommand
+from cronman_core.errors import UsageError
+from cronman_core.spawn import build_worker_command
+from cronman_plugins.local import TRUNCATED, LocalSpawner, prune_logs, reaper
+from tests.conftest import wait_for
+from tests.testapp.cron_jobs import Echo
+
+CHILD = (
+    "import os, sys; "
+    "print(os.getsid(0) == os.getpid(), os.getpgid(0) == os.getpid(), os.environ['MARK'], sys.argv[1]); "
+    "sys.stdout.flush(); "
+    "import time; time.sleep(float(os.environ.get('NAP', '0')))"
+)
+
+
+def _command(*args: str, **env: str) -> WorkerCommand:
+    return WorkerCommand(
+        argv=[sys.executable, "-c", CHILD, *args],
+        env={**os.environ, **env},
+        job_spec="Echo:x",
+        job_class=Echo,
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def test_spawned_worker_leads_its_session_with_the_commands_env_and_a_private_log(data_dir):
+    handle = LocalSpawner(data_dir).spawn(_command("$(touch /tmp/x);", MARK="from-env"))
+    assert handle.pid and handle.log_path
+    log = Path(handle.log_path)
+    assert log.parent == data_dir / "logs"
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert (data_dir / "logs").stat().st_mode & 0o777 == 0o700
+    text = wait_for(lambda: log.read_text(), timeout=30)
+    assert text.strip() == "True True from-env $(touch /tmp/x);"
+
+
+def test_finished_workers_are_reaped_without_a_new_spawn(data_dir):
+    handle = LocalSpawner(data_dir).spawn(_command("x", MARK="m", NAP="0.2"))
+
+    def reaped():
+        try:
+            psutil.Process(handle.pid)
+        except psutil.NoSuchProcess:
+            return True
+        return False
+
+    wait_for(reaped, timeout=30)
+    assert reaper.reap() == 0
+
+
+def test_logs_are_pruned_to_the_newest_and_capped(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for index in range(5):
+        path = logs / f"{index}.log"
+        path.write_bytes(b"x" * 100 + f"end{index}".encode())
+        os.utime(path, (1000 + index, 1000 + index))
+    prune_logs(logs, keep=2, max_bytes=40)
+    assert sorted(p.name for p in logs.iterdir()) == ["3.log", "4.log"]
+    data = (logs / "4.log").read_bytes()
+    assert data.startswith(TRUNCATED) and data.endswith(b"end4") and len(data) < 100
+
+
+def test_build_worker_command_runs_the_same_project_without_a_shell(settings):
+    command = build_worker_command('Echo:"a b",k=$(id)', resumed=True)
+    assert command.argv[0] == sys.executable
+    assert command.argv[-3:] == ["cron_worker", "run", 'Echo:"a b",k=$(id)']
+    assert command.env["DJANGO_SETTINGS_MODULE"] == settings.SETTINGS_MODULE
+    assert command.env["CRON_PROCESS_RESUMED"] == "1"
+    assert command.job_class is Echo
+    assert "CRON_PROCESS_RESUMED" not in build_worker_command("Echo").env
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [("NoSuchJob", "unknown cron job"), ("Hello:a,b,c", "do not fit"), ("Echo:", "empty value")],
+)
+def test_build_worker_command_refuses_bad_specs(spec, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        build_worker_command(spec)

@@ -1,0 +1,198 @@
+"""``cron_worker status / kill / resume / clean / suspend`` against real workers and signals."""
+
+import json
+import os
+import subprocess
+
+import psutil
+import pytest
+
+from cronman_core.backends import RunRecord
+from cronman_core.process import hostname
+from cronman_plugins.pidfile import PidfileBackend
+from tests.conftest import wait_for
+
+
+def _marks(project, job, event="start"):
+    return [m for m in project.read_marks() if m["job"] == job and m.get("event", "start") == event]
+
+
+def _rows(result):
+    """The tab-separated rows of status / kill output (no header, no totals)."""
+    return [line.split("\t") for line in result.stdout.splitlines() if "\t" in line][
+        1 if result.stdout.startswith("STATUS") else 0 :
+    ]
+
+
+def _gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _one_error_line(result):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _worker(project, spec, new_session=False):
+    """A worker as the scheduler starts it (own session) or as a shell user would."""
+    return project.popen("cron_worker", "run", spec, start_new_session=new_session)
+
+
+def test_sigkilled_worker_is_dead_and_resumed_with_the_resumed_flag(project):
+    worker = _worker(project, "Sleep:60,tag=one")
+    wait_for(lambda: _marks(project, "Sleep"), timeout=60)
+    worker.kill()
+    worker.wait()
+
+    status = project.run("cron_worker", "status", "--json")
+    data = json.loads(status.stdout)
+    assert [(w["status"], w["pid"], w["job_spec"]) for w in data["workers"]] == [
+        ("DEAD", worker.pid, "Sleep:60,tag=one")
+    ]
+    assert data["totals"] == {"DEAD": 1, "total": 1}
+
+    resumed = project.run("cron_worker", "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.startswith("RESUMED\t")
+    new_pid = int(resumed.stdout.split("\t")[1])
+    start = wait_for(lambda: [m for m in _marks(project, "Sleep") if m["pid"] == new_pid], timeout=60)
+    assert start[0]["resumed"] is True and start[0]["tag"] == "one"
+
+    rows = _rows(project.run("cron_worker", "status"))
+    assert [(r[0], r[1]) for r in rows] == [("ALIVE", str(new_pid))]
+    killed = project.run("cron_worker", "kill", "Sleep:60,tag=one")
+    assert [(r[0], r[1]) for r in _rows(killed)] == [("TERMED", str(new_pid))]
+    assert _gone(new_pid)
+    # SIGTERM kept the record of the resumable run: resume would start it again.
+    assert [r[0] for r in _rows(project.run("cron_worker", "status"))] == ["DEAD"]
+    cleaned = project.run("cron_worker", "clean")
+    assert cleaned.stdout.splitlines()[-1] == "Cleaned: 1"
+    assert _rows(project.run("cron_worker", "status")) == []
+
+
+def test_forged_record_of_a_foreign_process_is_dead_and_never_signalled(project):
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        started = psutil.Process(bystander.pid).create_time()
+        backend = PidfileBackend(project.data_dir)
+        backend.write_record(
+            RunRecord(
+                key="Sleep",
+                job_spec="Sleep:60",
+                pid=bystander.pid,
+                host=hostname(),
+                create_time=started - 1000,  # the worker that wrote it is long gone
+                run_id="forged",
+                started_at="2026-01-01T00:00:00+00:00",
+            )
+        )
+        rows = _rows(project.run("cron_worker", "status"))
+        assert [(r[0], r[1]) for r in rows] == [("DEAD", str(bystander.pid))]
+        killed = project.run("cron_worker", "kill")
+        assert killed.returncode == 0
+        assert [(r[0], r[1]) for r in _rows(killed)] == [("DEAD", str(bystander.pid))]
+        line = _one_error_line(project.run("cron_worker", "kill", str(bystander.pid)))
+        assert f"PID {bystander.pid} is not a running cronman worker" in line
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@pytest.mark.parametrize("new_session", [True, False], ids=["group-leader", "shell-started"])
+def test_kill_takes_the_jobs_children_too(project, new_session):
+    worker = _worker(project, "SpawnChild:600", new_session=new_session)
+    child = wait_for(lambda: _marks(project, "SpawnChild"), timeout=60)[0]["child"]
+    killed = project.run("cron_worker", "kill", str(worker.pid))
+    assert killed.returncode == 0, killed.stderr
+    assert [(r[0], r[1]) for r in _rows(killed)] == [("TERMED", str(worker.pid))]
+    worker.wait(timeout=30)
+    wait_for(lambda: _gone(child), timeout=30)
+
+
+def test_a_job_ignoring_sigterm_is_sigkilled_after_the_grace(project):
+    project.configure(CRONMAN_KILL_GRACE=0.5)
+    worker = _worker(project, "IgnoreTerm:600", new_session=True)
+    wait_for(lambda: _marks(project, "IgnoreTerm"), timeout=60)
+    killed = project.run("cron_worker", "kill", "IgnoreTerm")
+    assert [(r[0], r[1]) for r in _rows(killed)] == [("KILLED", str(worker.pid))]
+    assert worker.wait(timeout=30) == -9
+
+
+def test_status_filters_by_name_and_params_and_skips_corrupt_records(project):
+    workers = [_worker(project, spec) for spec in ("SleepParams:30", "SleepParams:31", "SleepNoLock:30")]
+    try:
+        wait_for(lambda: len(_marks(project, "Sleep")) == 3, timeout=60)
+        backend = PidfileBackend(project.data_dir)
+        (backend.records_dir / "torn.json").write_text('{"key": "Sle')
+        every = project.run("cron_worker", "status")
+        assert every.returncode == 0
+        assert sorted(r[-1] for r in _rows(every)) == ["SleepParams:30", "SleepParams:31"]
+        assert every.stdout.splitlines()[-1] == "Total: 2 (2 ALIVE)"
+        assert every.stderr.count("torn.json") == 1
+        by_name = _rows(project.run("cron_worker", "status", "SleepParams"))
+        assert len(by_name) == 2
+        by_params = _rows(project.run("cron_worker", "status", "SleepParams:31"))
+        assert [r[-1] for r in by_params] == ["SleepParams:31"]
+        assert _rows(project.run("cron_worker", "status", "Other")) == []
+        bad = _one_error_line(project.run("cron_worker", "status", 'Sleep:"open'))
+        assert "unbalanced quotes" in bad
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+
+
+def test_suspend_cleans_then_kills_so_resume_restarts_only_those(project):
+    old = _worker(project, "SleepParams:60")
+    wait_for(lambda: _marks(project, "Sleep"), timeout=60)
+    old.kill()
+    old.wait()
+    current = _worker(project, "SleepParams:61")
+    wait_for(lambda: len(_marks(project, "Sleep")) == 2, timeout=60)
+
+    suspended = project.run("cron_worker", "suspend")
+    assert suspended.returncode == 0, suspended.stderr
+    assert f"CLEANED\t{old.pid}\tSleepParams:60" in suspended.stdout
+    assert [(r[0], r[1]) for r in _rows(suspended) if r[0] != "CLEANED"] == [
+        ("TERMED", str(current.pid))
+    ]
+    current.wait(timeout=30)
+    resumed = project.run("cron_worker", "resume")
+    assert [line.split("\t")[2] for line in resumed.stdout.splitlines()[:-1]] == ["SleepParams:61"]
+    new_pid = int(resumed.stdout.split("\t")[1])
+    wait_for(lambda: [m for m in _marks(project, "Sleep") if m["pid"] == new_pid], timeout=60)
+    project.run("cron_worker", "kill")
+    wait_for(lambda: _gone(new_pid), timeout=30)
+
+
+def test_group_writable_data_dir_is_refused(project):
+    os.chmod(project.data_dir, 0o770)
+    for action in ("status", "kill", "clean"):
+        line = _one_error_line(project.run("cron_worker", action))
+        assert "writable by group or others" in line and "chmod 700" in line
+    line = _one_error_line(project.run("cron_worker", "run", "Sleep:0"))
+    assert "writable by group or others" in line
+    assert project.read_marks() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_data_dir_owned_by_another_user_is_refused(project):
+    os.chown(project.data_dir, 65534, 65534)
+    line = _one_error_line(project.run("cron_worker", "status"))
+    assert "owned by uid 65534" in line
+
+
+def test_default_data_dir_is_created_private(project, tmp_path):
+    state = tmp_path / "state"
+    project.configure(CRONMAN_DATA_DIR=None)
+    result = project.run("cron_worker", "status", env={"XDG_STATE_HOME": str(state)})
+    assert result.returncode == 0, result.stderr
+    data_dir = state / "cronman" / project.settings_module
+    assert data_dir.is_dir() and data_dir.stat().st_mode & 0o777 == 0o700
