@@ -3,7 +3,7 @@
 A ping must never fail or hang a job, so every request has connect and read
 timeouts (``CRONMAN_PING_TIMEOUT``, default 2 s + 3 s), is retried once on a
 connection error only, and all pings of one job run (or one scheduler tick)
-share a budget (``CRONMAN_PING_BUDGET``, default 8 s) across plugins: once it
+share a budget (``CRONMAN_PING_BUDGET``, default 7 s) across plugins: once it
 is spent, the remaining pings of that run are skipped. A failed ping is
 logged as one line on ``cronman.plugins.<plugin>``; it is never raised.
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from cronman_core.run import JobRun
 
 DEFAULT_TIMEOUT = (2.0, 3.0)
-DEFAULT_BUDGET = 8.0
+DEFAULT_BUDGET = 7.0
 #: Budgets kept at once; a long-running scheduler only needs the recent ones.
 _KEPT_BUDGETS = 64
 
