@@ -3,12 +3,15 @@ raven-cmd wrapping of spawned workers."""
 
 import json
 import shlex
+import signal
 import socket
 import subprocess
 
 import pytest
 
+from cronman_core.errors import UsageError
 from cronman_core.plugins import build_plugin_manager
+from tests.conftest import wait_for
 from tests.plugins.conftest import registered_times
 
 
@@ -57,6 +60,19 @@ def test_succeeding_job_checks_in_ok_and_sends_no_event(project, http_server):
     started, finished = server.items_of("check_in")
     assert [started["status"], finished["status"]] == ["in_progress", "ok"]
     assert "monitor_config" not in started  # no schedule entry runs Monitored
+
+
+def test_killed_job_checks_in_error(project, http_server):
+    server = http_server()
+    project.configure(CRONMAN_SENTRY_ENABLED=True, CRONMAN_SENTRY_CONFIG={"dsn": server.dsn})
+    worker = project.popen("cron_worker", "run", "Monitored:sleep=60")
+    wait_for(project.read_marks)
+    wait_for(lambda: server.items_of("check_in"))
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 128 + signal.SIGTERM
+    started, finished = server.items_of("check_in")
+    assert [started["status"], finished["status"]] == ["in_progress", "error"]
+    assert finished["check_in_id"] == started["check_in_id"]
 
 
 def test_command_errors_and_legacy_raven_config(project, http_server):
@@ -154,6 +170,12 @@ def test_raven_cmd_wraps_quoted_so_no_spec_injects_shell(project, tmp_path):
     assert mark["args"] == [f"$(touch {tmp_path}/INJECTED)", f'a"b;`touch {tmp_path}/INJECTED`']
     assert mark["kwargs"] == {"x": "it's $HOME"}
     assert not (tmp_path / "INJECTED").exists()
+
+
+def test_malformed_raven_cmd_is_one_line(settings):
+    settings.CRONMAN_RAVEN_CMD = "raven-cmd 'unclosed"
+    with pytest.raises(UsageError, match="^CRONMAN_RAVEN_CMD \"raven-cmd 'unclosed\" is not a"):
+        build_plugin_manager()
 
 
 def test_raven_cmd_is_the_outermost_wrapper(settings):

@@ -112,15 +112,16 @@ for job in (Hello, Noop, Fail, Sleep, SleepParams, SleepShared1, SleepShared2, S
 
 
 class Monitored(BaseCronJob):
-    """Succeed, or raise ``fail``; carries an id for every monitoring plugin."""
+    """Sleep ``sleep`` seconds, then succeed or raise ``fail``; has every monitor's id."""
 
     lock_type = None
     cronitor_id = "abc12"
     healthchecks_id = "5bd5e4c6-4c36-4b5a-9f3c-6b5bb1a0c0de"
     sentry_monitor_slug = "monitored-job"
 
-    def run(self, fail="", **monitor_params):
+    def run(self, fail="", sleep="0", **monitor_params):
         _mark("Monitored", {"fail": fail, "params": monitor_params})
+        time.sleep(float(sleep))
         if fail:
             raise RuntimeError(fail)
 
