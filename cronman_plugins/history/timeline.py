@@ -10,14 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
-from croniter import croniter
-from django.conf import settings
-
-from cronman_core import conf
 from cronman_core.errors import CronmanError
-from cronman_core.schedule import ScheduleEntry
 from cronman_plugins.history.models import CronRun
 
 logger = logging.getLogger("cronman.plugins.history")
@@ -70,33 +64,24 @@ class Timeline:
     schedule_error: str = ""
 
 
-def time_zone() -> ZoneInfo:
-    return ZoneInfo(conf.get("CRONMAN_TIME_ZONE") or settings.TIME_ZONE or "UTC")
+def _next_runs(tz: dt.tzinfo) -> dict[str, list[tuple[dt.datetime, str]]]:
+    """Job name → (next fire time, job spec) of its schedule entries, as ``cron_scheduler next``."""
+    from cronman_core.scheduler import Scheduler, job_name
 
-
-def schedule_entries() -> list[ScheduleEntry]:
-    """Every plugin's entries, minus default entries that another entry overrides."""
-    from cronman_core.plugins import get_plugin_manager
-
-    entries: list[ScheduleEntry] = []
-    for batch in get_plugin_manager().hook.cronman_schedule_entries():
-        for item in batch or ():
-            entries.append(item if isinstance(item, ScheduleEntry) else ScheduleEntry(*item))
-    overridden = {_job_name(e.job_spec) for e in entries if not e.default}
-    return [e for e in entries if not e.default or _job_name(e.job_spec) not in overridden]
-
-
-def _job_name(job_spec: str) -> str:
-    return job_spec.partition(":")[0]
-
-
-def next_fire(time_spec: str, now: dt.datetime) -> dt.datetime:
-    return croniter(" ".join(time_spec.split()), now.astimezone(time_zone())).get_next(dt.datetime)
+    found: dict[str, list[tuple[dt.datetime, str]]] = {}
+    for entry, instants in Scheduler().upcoming(1):
+        runs = found.setdefault(job_name(entry.job_spec), [])
+        if isinstance(instants, str):
+            logger.warning("schedule entry %r: %s", entry.time_spec, instants)
+        elif instants:
+            runs.append((dt.datetime.fromtimestamp(instants[0], tz), entry.job_spec))
+    return found
 
 
 def _lock_holders() -> dict[str, str]:
     """Job name → "PID n on host since ..." for every record whose process provably lives."""
     from cronman_core.process import verified_process
+    from cronman_core.scheduler import job_name
     from cronman_core.worker import get_lock_backend
 
     holders: dict[str, str] = {}
@@ -104,13 +89,13 @@ def _lock_holders() -> dict[str, str]:
     for record in backend.records():
         if verified_process(record) is None:
             continue
-        holders[_job_name(record.job_spec)] = (
+        holders[job_name(record.job_spec)] = (
             f"PID {record.pid} on {record.host} ({record.job_spec}) since {record.started_at}"
         )
     return holders
 
 
-def _bar(run: CronRun, start: dt.datetime, now: dt.datetime, tz: ZoneInfo) -> Bar:
+def _bar(run: CronRun, start: dt.datetime, now: dt.datetime, tz: dt.tzinfo) -> Bar:
     scale = PLOT_WIDTH / WINDOW.total_seconds()
     begin = max(run.started_at, start)
     end = run.finished_at or now
@@ -128,21 +113,19 @@ def _bar(run: CronRun, start: dt.datetime, now: dt.datetime, tz: ZoneInfo) -> Ba
 
 
 def build_timeline(now: dt.datetime) -> Timeline:
-    tz = time_zone()
+    from cronman_core.scheduler import get_zone, scheduler_zone_name
+
+    tz = get_zone(scheduler_zone_name())
     start = now - WINDOW
     runs = list(CronRun.objects.filter(started_at__gte=start).order_by("started_at"))
     rows: dict[str, JobRow] = {}
     timeline = Timeline(start=start, end=now, rows=[], ticks=[], width=0, height=0)
     try:
-        entries = schedule_entries()
+        next_runs = _next_runs(tz)
     except CronmanError as exc:
-        entries, timeline.schedule_error = [], str(exc)
-    for entry in entries:
-        row = rows.setdefault(_job_name(entry.job_spec), JobRow(_job_name(entry.job_spec)))
-        try:
-            row.next_runs.append((next_fire(entry.time_spec, now), entry.job_spec))
-        except (ValueError, KeyError) as exc:
-            logger.warning("cannot compute the next run of %r: %s", entry.time_spec, exc)
+        next_runs, timeline.schedule_error = {}, str(exc)
+    for name, upcoming in next_runs.items():
+        rows.setdefault(name, JobRow(name)).next_runs = upcoming
     for run in runs:
         rows.setdefault(run.job_name, JobRow(run.job_name)).bars.append(_bar(run, start, now, tz))
     try:
