@@ -1,0 +1,366 @@
+"""The due decision with a fake clock: never early, catch-up, coalescing, grace, caching."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from croniter import CroniterBadDateError, croniter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cronman_core import hookimpl
+from cronman_core.cronexpr import CronExprError, normalize, parse_cron
+from cronman_core.job import BaseCronJob, cron_job_registry
+from cronman_core.plugins import CronmanPluginManager
+from cronman_core.schedule import ScheduleEntry
+from cronman_core.scheduler import (
+    MAX_CLOCK_BEHIND,
+    claim_key,
+    collect_entries,
+    decide,
+    grace_of,
+    run_daemon,
+)
+
+UTC = dt.UTC
+T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=UTC).timestamp()  # a Monday, 10:00 UTC
+MINUTE = 60
+
+
+def at(hour: int, minute: int, second: float = 0) -> float:
+    return T0 + (hour - 10) * 3600 + minute * 60 + second
+
+
+def entry(time_spec: str, job_spec: str = "Noop", **kwargs: object) -> ScheduleEntry:
+    return ScheduleEntry(time_spec, job_spec, **kwargs)  # type: ignore[arg-type]
+
+
+def grace(seconds: float):
+    return lambda e: seconds
+
+
+# -- cron expressions ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, normal",
+    [
+        ("   15   5   *   *   *", "15 5 * * *"),
+        ("@hourly", "0 * * * *"),
+        ("@DAILY", "0 0 * * *"),
+        ("@midnight", "0 0 * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@monthly", "0 0 1 * *"),
+        ("@yearly", "0 0 1 1 *"),
+        ("@annually", "0 0 1 1 *"),
+    ],
+)
+def test_extra_spaces_and_aliases(text: str, normal: str) -> None:
+    assert normalize(text) == normal
+    assert parse_cron(text).text == normal
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("* * * *", "expected 5 fields"),
+        ("* * * * * *", "expected 5 fields"),
+        ("60 * * * *", "out of range 0-59 in the minute field"),
+        ("* 24 * * *", "out of range 0-23 in the hour field"),
+        ("* * 0 * *", "out of range 1-31"),
+        ("*/0 * * * *", "bad step"),
+        ("x * * * *", "not a number"),
+        ("1,,2 * * * *", "empty value"),
+        ("@reboot", "unknown alias"),
+        ("", "expected 5 fields"),
+    ],
+)
+def test_invalid_expressions_are_one_line(text: str, reason: str) -> None:
+    with pytest.raises(CronExprError) as info:
+        parse_cron(text)
+    assert reason in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_names_wrapping_ranges_and_sunday_as_7() -> None:
+    start = dt.datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    for text in ("0 12 * jan-mar sun-sat/2", "50-10 * * * *", "0 0 * * 7", "15 5 1,15 * fri-mon"):
+        it = croniter(text, dt.datetime.fromtimestamp(start, UTC))
+        expected = [int(it.get_next(float)) for _ in range(30)]
+        assert parse_cron(text).fires_between(start, expected[-1], UTC) == expected
+
+
+def test_single_value_range_means_that_value() -> None:
+    assert parse_cron("* 6-6 * * *").next_fire(T0, UTC) == at(10 + 20, 0)  # 06:00 next day
+
+
+def test_impossible_date_never_fires() -> None:
+    assert parse_cron("0 0 30 2 *").next_fire(T0, UTC) is None
+    assert parse_cron("0 0 29 2 *").next_fire(T0, UTC) == dt.datetime(2028, 2, 29, tzinfo=UTC).timestamp()
+
+
+# -- never early, first tick, catch-up, grace --------------------------------------
+
+
+def test_never_early_and_lateness_never_negative() -> None:
+    entries = [entry("5 10 * * *")]
+    early = decide(entries, at(10, 4, 59.999), UTC, grace(3600), watermark=at(10, 4))
+    assert early.due == []
+    on_time = decide(entries, at(10, 5), UTC, grace(3600), watermark=early.watermark)
+    assert [d.slots for d in on_time.due] == [(at(10, 5),)]
+    assert at(10, 5) - on_time.due[0].fire_time >= 0
+
+
+def test_first_tick_takes_watermark_one_minute_back() -> None:
+    entries = [entry("5 10 * * *"), entry("4 10 * * *", "Hello:x")]
+    decision = decide(entries, at(10, 5, 30), UTC, grace(3600), watermark=None)
+    assert [(d.entry.job_spec, d.slots) for d in decision.due] == [("Noop", (at(10, 5),))]
+    assert decision.watermark == at(10, 5, 30)
+
+
+def test_catch_up_coalesces_missed_slots_into_one_run() -> None:
+    decision = decide([entry("*/5 * * * *")], at(10, 31), UTC, grace(3600), watermark=at(10, 0))
+    (due,) = decision.due
+    assert due.slots == tuple(at(10, m) for m in range(5, 31, 5))
+    assert due.fire_time == at(10, 30)
+    assert decision.missed == []
+
+
+def test_occurrences_older_than_grace_are_missed_not_run() -> None:
+    decision = decide([entry("*/5 * * * *")], at(12, 2), UTC, grace(3600), watermark=at(10, 0))
+    (due,) = decision.due
+    assert due.slots[0] == at(11, 5)  # 12:02 - 3600 s = 11:02, so 11:05 is the oldest kept
+    assert due.slots[-1] == at(12, 0)
+    (missed,) = decision.missed
+    assert missed.first == at(10, 5)
+    assert missed.count == 12  # 10:05 .. 11:00
+
+
+def test_all_missed_gives_no_run() -> None:
+    decision = decide([entry("0 8 * * *")], at(10, 30), UTC, grace(600), watermark=at(7, 0))
+    assert decision.due == []
+    assert [m.first for m in decision.missed] == [at(8, 0)]
+
+
+def test_clock_behind_watermark_fires_nothing_until_it_catches_up() -> None:
+    entries = [entry("* * * * *")]
+    behind = decide(entries, at(10, 0), UTC, grace(3600), watermark=at(10, 30))
+    assert behind.due == [] and behind.behind == 1800 and behind.watermark == at(10, 30)
+    caught_up = decide(entries, at(10, 31), UTC, grace(3600), watermark=behind.watermark)
+    assert [d.slots for d in caught_up.due] == [(at(10, 31),)]
+
+
+def test_clock_far_behind_is_taken_as_corrected() -> None:
+    now = at(10, 0, 30)
+    decision = decide([entry("* * * * *")], now, UTC, grace(3600), watermark=now + MAX_CLOCK_BEHIND + 60)
+    assert decision.reset and decision.watermark == now
+    assert [d.slots for d in decision.due] == [(at(10, 0),)]
+
+
+def test_grace_per_entry_per_job_class_and_setting(settings) -> None:
+    class Patient(BaseCronJob):
+        misfire_grace = 7200
+
+        def run(self) -> None:
+            pass
+
+    cron_job_registry.register(Patient, name="PatientTestJob")
+    try:
+        settings.CRONMAN_MISFIRE_GRACE = 60
+        assert grace_of(entry("* * * * *", "Noop")) == 60
+        assert grace_of(entry("* * * * *", "PatientTestJob:x")) == 7200
+        assert grace_of(entry("* * * * *", "PatientTestJob", misfire_grace=5)) == 5
+    finally:
+        cron_job_registry.unregister("PatientTestJob")
+
+
+def test_invalid_time_spec_is_reported_and_others_still_fire() -> None:
+    decision = decide([entry("61 * * * *"), entry("* * * * *")], at(10, 1), UTC, grace(60),
+                      watermark=at(10, 0))
+    assert list(decision.invalid) == ["61 * * * *"]
+    assert [d.entry.time_spec for d in decision.due] == ["* * * * *"]
+
+
+def test_entries_sharing_a_time_spec_all_fire() -> None:
+    entries = [entry("*/5 * * * *", "Noop"), entry(" */5 * * * * ", "Hello:x")]
+    decision = decide(entries, at(10, 5), UTC, grace(60), watermark=at(10, 4))
+    assert [d.entry.job_spec for d in decision.due] == ["Noop", "Hello:x"]
+
+
+def test_cache_is_reused_and_only_changed_specs_are_recomputed() -> None:
+    entries = [entry("0 * * * *"), entry("30 * * * *")]
+    first = decide(entries, at(10, 0, 10), UTC, grace(60), watermark=at(10, 0))
+    assert first.next_fires == {"0 * * * *": at(11, 0), "30 * * * *": at(10, 30)}
+    quiet = decide(entries, at(10, 1), UTC, grace(60), watermark=at(10, 0, 10),
+                   cache=first.next_fires, cache_as_of=first.watermark)
+    assert quiet.due == [] and quiet.next_fires is None  # nothing to rewrite
+    # A stale cache (computed after the watermark) is ignored, not trusted.
+    stale = decide(entries, at(10, 30), UTC, grace(60), watermark=at(10, 29),
+                   cache={"0 * * * *": at(11, 0), "30 * * * *": at(11, 30)}, cache_as_of=at(10, 40))
+    assert [d.slots for d in stale.due] == [(at(10, 30),)]
+
+
+def test_claim_keys_are_per_entry_and_slot_and_ignore_spacing() -> None:
+    a = claim_key(entry("*/5 * * * *", "Noop"), 100)
+    assert a == claim_key(entry(" */5  * * * *", "Noop"), 100)
+    assert a != claim_key(entry("*/5 * * * *", "Noop"), 160)
+    assert a != claim_key(entry("*/5 * * * *", "Hello:x"), 100)
+
+
+# -- entries from plugins -------------------------------------------------------------
+
+
+class _Source:
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    @hookimpl
+    def cronman_schedule_entries(self) -> list:
+        return self.items
+
+
+def test_default_entry_yields_to_another_entry_for_the_same_job() -> None:
+    pm = CronmanPluginManager()
+    pm.register(_Source([ScheduleEntry("*/4 * * * *", "Tasks", default=True),
+                         ScheduleEntry("*/9 * * * *", "Other", default=True)]))
+    pm.register(_Source([("0 * * * *", "Tasks:fast=1"), ("@daily", "Noop")]))
+    found = {(e.time_spec, e.job_spec) for e in collect_entries(pm)}
+    assert found == {("*/9 * * * *", "Other"), ("0 * * * *", "Tasks:fast=1"), ("@daily", "Noop")}
+
+
+# -- the property: every covered occurrence within grace fires exactly once, none early ----
+
+_FIELD_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+
+
+@st.composite
+def cron_field(draw: st.DrawFn, index: int) -> str:
+    low, high = _FIELD_BOUNDS[index]
+    kind = draw(st.sampled_from(["*", "step", "value", "range", "list"]))
+    if kind == "*":
+        return "*"
+    if kind == "step":
+        return f"*/{draw(st.integers(1, max(1, (high - low) // 2)))}"
+    a = draw(st.integers(low, high))
+    if kind == "value":
+        return str(a)
+    if kind == "range":
+        b = draw(st.integers(a, high))
+        if b == a:  # croniter 7 expands "a-a" to "*" (a bug); ours means "a"
+            return str(a)
+        step = draw(st.integers(1, 5))
+        return f"{a}-{b}" + (f"/{step}" if step > 1 else "")
+    values = draw(st.lists(st.integers(low, high), min_size=2, max_size=4, unique=True))
+    return ",".join(map(str, values))
+
+
+@st.composite
+def cron_expression(draw: st.DrawFn) -> str:
+    fields = [draw(cron_field(i)) for i in range(5)]
+    if fields[0] == "*" and fields[1] == "*":
+        fields[0] = str(draw(st.integers(0, 59)))  # keep the number of occurrences reasonable
+    return " ".join(fields)
+
+
+def croniter_between(text: str, after: float, until: float) -> list[int]:
+    it = croniter(text, dt.datetime.fromtimestamp(after, UTC))
+    found = []
+    while True:
+        try:
+            instant = it.get_next(float)
+        except CroniterBadDateError:  # a date that never exists (Feb 30): ours says None
+            return found
+        if instant > until:
+            return found
+        found.append(int(instant))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    exprs=st.lists(cron_expression(), min_size=1, max_size=3),
+    gaps=st.lists(st.integers(1, 4 * 3600), min_size=1, max_size=25),
+    grace_seconds=st.sampled_from([0, 60, 600, 3600]),
+    start_offset=st.integers(0, 7 * 86400),
+    use_cache=st.booleans(),
+)
+def test_property_fires_each_covered_occurrence_within_grace_once(
+    exprs: list[str], gaps: list[int], grace_seconds: int, start_offset: int, use_cache: bool
+) -> None:
+    entries = [entry(text, f"Job{i}") for i, text in enumerate(exprs)]
+    now = T0 + start_offset + 0.5
+    watermark: float | None = None
+    cache: dict | None = None
+    as_of: float | None = None
+    claims: set[tuple[str, int]] = set()
+    expected: set[tuple[str, int]] = set()
+    for gap in [0, *gaps]:
+        now += gap
+        covered_from = now - 60 if watermark is None else watermark
+        decision = decide(entries, now, UTC, grace(grace_seconds), watermark=watermark,
+                          cache=cache if use_cache else None, cache_as_of=as_of)
+        for due in decision.due:
+            assert due.slots == tuple(sorted(due.slots))
+            for slot in due.slots:
+                assert slot <= now, "fired early"
+                key = (due.entry.job_spec, slot)
+                assert key not in claims, "fired twice"
+                claims.add(key)
+        for e in entries:
+            for instant in croniter_between(e.time_spec, covered_from, now):
+                if now - instant <= grace_seconds:
+                    expected.add((e.job_spec, instant))
+        watermark = decision.watermark
+        if decision.next_fires is not None:
+            cache, as_of = decision.next_fires, decision.watermark
+    assert claims == expected
+
+
+# -- the daemon loop ----------------------------------------------------------------------
+
+
+class _FakeClock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        self.now += max(seconds, 0.001)
+        return event.is_set()
+
+
+class _FlakyScheduler:
+    """Stands in for Scheduler: its second tick raises, the daemon must go on."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.clock = _FakeClock(at(10, 0, 30))
+        self.stop = stop
+        self.ticks: list[float] = []
+        self.reported: list[BaseException] = []
+        self.pm = self
+
+    def has_impl(self, name: str) -> bool:
+        return False
+
+    def notify(self, hook_name: str, **kwargs: object) -> None:
+        assert hook_name == "cronman_report_error"
+        self.reported.append(kwargs["exc"])  # type: ignore[arg-type]
+
+    def tick(self) -> None:
+        self.ticks.append(self.clock.now)
+        if len(self.ticks) == 2:
+            raise RuntimeError("tick broke")
+        if len(self.ticks) == 4:
+            self.stop.set()
+
+
+def test_daemon_ticks_at_every_minute_and_survives_a_failing_tick() -> None:
+    stop = threading.Event()
+    scheduler = _FlakyScheduler(stop)
+    run_daemon(scheduler, stop)  # type: ignore[arg-type]
+    assert scheduler.ticks[0] == at(10, 0, 30)  # at start, to catch up
+    assert [t - at(10, 0) for t in scheduler.ticks[1:]] == pytest.approx([60, 120, 180], abs=0.01)
+    assert [str(e) for e in scheduler.reported] == ["tick broke"]
