@@ -49,8 +49,8 @@ CONFIG_SETTINGS = (
     "RAVEN_CONFIG",
 )
 DEFAULT_SHUTDOWN_TIMEOUT = 2.0
-#: Loggers whose error records are already reported through cronman_report_error.
-REPORTED_LOGGERS = ("cronman.worker", "cronman.command")
+#: Loggers whose errors are reported through cronman_report_error: not sent twice.
+REPORTED_LOGGERS = ("cronman.worker", "cronman.command", "cronman.scheduler")
 
 _init_lock = threading.Lock()
 _active: bool | None = None
