@@ -22,7 +22,7 @@ from cronman_core import conf
 from cronman_core.backends import LockBackend, RunRecord
 from cronman_core.errors import CronmanError, UsageError
 from cronman_core.jobspec import parse
-from cronman_core.process import hostname, verified_process
+from cronman_core.process import hostname, proven_alive, verified_process
 from cronman_core.taxonomies import JobStatus
 from cronman_core.worker import get_lock_backend
 
@@ -94,19 +94,24 @@ def _local_process(record: RunRecord) -> psutil.Process | None:
     return verified_process(record) if record.host == hostname() else None
 
 
-def is_alive(backend: LockBackend, record: RunRecord) -> bool:
-    """Proven alive: this host's process with the recorded start time; elsewhere, lock held."""
-    if record.host == hostname():
-        return verified_process(record) is not None
-    return backend.is_locked(record.key)
+def liveness(backend: LockBackend, records: list[RunRecord]) -> list[bool]:
+    """Proven alive, per record: this host's process with the recorded start time
+    (:func:`~cronman_core.process.proven_alive`); another host's, its lock held."""
+    flags = proven_alive(records)
+    local = hostname()
+    return [
+        flag if record.host == local else backend.is_locked(record.key)
+        for flag, record in zip(flags, records, strict=True)
+    ]
 
 
 def status(target: str | None = None) -> list[WorkerEntry]:
     """Every matching record, ALIVE or DEAD."""
     backend = get_lock_backend()
+    records = _select(backend, target)
     return [
-        WorkerEntry(record, JobStatus.ALIVE if is_alive(backend, record) else JobStatus.DEAD)
-        for record in _select(backend, target)
+        WorkerEntry(record, JobStatus.ALIVE if alive else JobStatus.DEAD)
+        for record, alive in zip(records, liveness(backend, records), strict=True)
     ]
 
 
@@ -226,7 +231,8 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
 
 
 def _dead(backend: LockBackend, target: str | None) -> list[RunRecord]:
-    return [record for record in _select(backend, target) if not is_alive(backend, record)]
+    records = _select(backend, target)
+    return [r for r, alive in zip(records, liveness(backend, records), strict=True) if not alive]
 
 
 def resume(target: str | None = None) -> list[ResumeResult]:
@@ -279,7 +285,7 @@ __all__ = [
     "ResumeResult",
     "WorkerEntry",
     "clean",
-    "is_alive",
+    "liveness",
     "kill",
     "resume",
     "status",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from functools import cache
 from typing import TYPE_CHECKING
@@ -19,7 +20,11 @@ CREATE_TIME_TOLERANCE = 0.05
 
 @cache
 def hostname() -> str:
-    return socket.gethostname()
+    """This host's name in run records; ``CRONMAN_HOSTNAME`` overrides it (two "hosts" on one machine)."""
+    from django.conf import settings
+
+    override = getattr(settings, "CRONMAN_HOSTNAME", None) if settings.configured else None
+    return str(override or socket.gethostname())
 
 
 def create_time(pid: int) -> float | None:
@@ -48,3 +53,39 @@ def verified_process(record: RunRecord) -> psutil.Process | None:
     if abs(started - record.create_time) > CREATE_TIME_TOLERANCE:
         return None
     return process
+
+
+def proven_alive(records: list[RunRecord]) -> list[bool]:
+    """For each record, whether :func:`verified_process` would find its process.
+
+    The same proof (this host, PID, start time within
+    :data:`CREATE_TIME_TOLERANCE`, not a zombie), batched for listings of
+    thousands of records: on Linux one read of ``/proc/<pid>/stat`` per
+    record, where psutil reads it twice plus ``/proc/stat``.
+    """
+    import psutil
+
+    if not os.path.exists("/proc/self/stat"):
+        return [verified_process(record) is not None for record in records]
+    boot = psutil.boot_time()
+    ticks = os.sysconf("SC_CLK_TCK")
+    local = hostname()
+    flags = []
+    for record in records:
+        alive = False
+        if record.host == local and record.create_time is not None and record.pid > 0:
+            try:
+                fd = os.open(f"/proc/{record.pid}/stat", os.O_RDONLY)
+            except OSError:
+                data = b""
+            else:
+                try:
+                    data = os.read(fd, 4096)
+                finally:
+                    os.close(fd)
+            fields = data[data.rfind(b")") + 2 :].split()
+            if len(fields) > 19 and fields[0] != b"Z":
+                started = int(fields[19]) / ticks + boot
+                alive = abs(started - record.create_time) <= CREATE_TIME_TOLERANCE
+        flags.append(alive)
+    return flags

@@ -36,6 +36,9 @@ logger = logging.getLogger("cronman.pidfile")
 
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
+_RUN_ID = re.compile(r"[0-9a-f]{1,64}")
+#: Larger record files are not records (a record is a few hundred bytes).
+_RECORD_MAX = 1 << 20
 #: Claim temp files older than this are debris of a crashed claimer.
 _STALE_TEMP_SECONDS = 60.0
 
@@ -193,26 +196,39 @@ class PidfileBackend(LockBackend):
 
     @staticmethod
     def record_name(record: RunRecord) -> str:
-        return f"{safe_name(record.run_id)}.json"
+        run_id = record.run_id
+        if _RUN_ID.fullmatch(run_id):  # the usual uuid hex: no hashing when listing
+            return f"{run_id}.json"
+        return f"{safe_name(run_id)}.json"
 
     def write_record(self, record: RunRecord) -> None:
         _write_atomic(self.records_dir, self.record_name(record), record.to_json().encode())
 
     def _iter_records(self) -> Iterator[RunRecord]:
-        for entry in os.scandir(self.records_dir):
-            name = entry.name
-            if not name.endswith(".json") or name.startswith("."):
-                continue
-            try:
-                record = RunRecord.from_json(_read(Path(entry.path)).decode())
-                if self.record_name(record) != name:
-                    raise ValueError("file name does not match its run id")
-            except FileNotFoundError:
-                continue  # released while we listed
-            except (OSError, ValueError) as exc:
-                logger.warning("skipping unreadable run record %s: %s", entry.path, exc)
-                continue
-            yield record
+        # os-level calls relative to the directory: listings of thousands of
+        # records must stay cheap (``cron_worker status``).
+        dir_fd = os.open(self.records_dir, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+        try:
+            for name in os.listdir(dir_fd):
+                if not name.endswith(".json") or name.startswith("."):
+                    continue
+                try:
+                    fd = os.open(name, os.O_RDONLY | _OPEN_FLAGS, dir_fd=dir_fd)
+                    try:
+                        data = os.read(fd, _RECORD_MAX)
+                    finally:
+                        os.close(fd)
+                    record = RunRecord.from_json(data.decode())
+                    if self.record_name(record) != name:
+                        raise ValueError("file name does not match its run id")
+                except FileNotFoundError:
+                    continue  # released while we listed
+                except (OSError, ValueError) as exc:
+                    logger.warning("skipping unreadable run record %s/%s: %s", self.records_dir, name, exc)
+                    continue
+                yield record
+        finally:
+            os.close(dir_fd)
 
     def records(self) -> list[RunRecord]:
         return list(self._iter_records())

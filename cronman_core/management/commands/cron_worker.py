@@ -81,14 +81,12 @@ class Command(CronmanCommand):
 
     def _entries(self, entries: list[control.WorkerEntry]) -> None:
         """Tab-separated lines (the job spec last: it may hold spaces), then totals."""
-        for entry in entries:
-            record = entry.record
-            self.stdout.write(
-                "\t".join(
-                    (entry.status, str(record.pid), record.host, record.started_at,
-                     record.key, record.job_spec)
-                )
-            )
+        lines = [
+            f"{e.status}\t{e.record.pid}\t{e.record.host}\t{e.record.started_at}\t"
+            f"{e.record.key}\t{e.record.job_spec}\n"
+            for e in entries
+        ]
+        self.stdout.write("".join(lines), ending="")
         counts = control.totals(entries)
         parts = [f"{counts[name]} {name}" for name in sorted(counts) if name != "total"]
         self.stdout.write(f"Total: {counts['total']}" + (f" ({', '.join(parts)})" if parts else ""))
