@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -38,6 +38,9 @@ from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
 from cronman_core.run import JobRun
 from cronman_plugins._ping import job_value
+
+if TYPE_CHECKING:
+    from sentry_sdk._types import MonitorConfig
 
 logger = logging.getLogger("cronman.plugins.sentry")
 
@@ -165,7 +168,7 @@ def schedule_entry(run: JobRun) -> tuple[str, str] | None:
     return same_name
 
 
-def monitor_config(run: JobRun) -> dict[str, Any] | None:
+def monitor_config(run: JobRun) -> MonitorConfig | None:
     """Sentry's monitor config for the run's schedule entry (None when it has none)."""
     entry = schedule_entry(run)
     if entry is None:
