@@ -1,0 +1,99 @@
+"""``manage.py check``: schedule problems are Errors with their own ids and a hint."""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+
+import pytest
+
+from cronman_core.checks import check_schedule
+from cronman_core.testing import CronmanProject
+
+BAD_SCHEDULE = (
+    ("61 * * * *", "Noop"),
+    ("* * * *", "Noop"),
+    ("@hourly", "Nope"),
+    ("@daily", "Hello:a,b,c"),
+    ("@daily", "Hello:'x"),
+    ("  */5  *  * * *", "Hello:world"),
+    ("@weekly", "Hello:what=x,sleep=1"),
+)
+
+
+def write_module(tmp_path, name: str, text: str) -> str:
+    (tmp_path / f"{name}.py").write_text(text)
+    return name
+
+
+@pytest.fixture
+def schedule_module(tmp_path, monkeypatch, settings):
+    """Point CRONMAN_JOBS_MODULE at a module written for the test."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def use(text: str) -> None:
+        name = f"checks_sched_{uuid.uuid4().hex}"  # a fresh name: sys.modules caches modules
+        settings.CRONMAN_JOBS_MODULE = write_module(tmp_path, name, text)
+
+    return use
+
+
+def ids(errors) -> list[str]:
+    return sorted(error.id for error in errors)
+
+
+def test_each_problem_has_its_id_source_and_hint(schedule_module) -> None:
+    schedule_module(f"CRON_JOBS = {BAD_SCHEDULE!r}\n")
+    errors = check_schedule()
+    assert ids(errors) == ["cronman.E010", "cronman.E010", "cronman.E011", "cronman.E012", "cronman.E013"]
+    by_id = {e.id: e for e in errors}
+    assert "CRON_JOBS[0]" in errors[0].msg and "out of range 0-59" in errors[0].msg
+    assert "unknown cron job 'Nope'" in by_id["cronman.E011"].msg
+    assert "unbalanced quotes" in by_id["cronman.E012"].msg
+    assert "do not fit Hello.run()" in by_id["cronman.E013"].msg
+    assert all(e.hint for e in errors)
+
+
+def test_good_schedule_has_no_errors(schedule_module) -> None:
+    schedule_module('CRON_JOBS = (("@hourly", "Noop"), ("15 5 * * 1-5", "Hello:world,sleep=1"))\n')
+    assert check_schedule() == []
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("raise RuntimeError('broken module')\n", "cannot be imported: broken module"),
+        ("JOBS = ()\n", "has no CRON_JOBS attribute"),
+        ("CRON_JOBS = (('@hourly',),)\n", "is not a (time spec, job spec) pair"),
+    ],
+)
+def test_schedule_that_cannot_load_is_e014(schedule_module, text: str, message: str) -> None:
+    schedule_module(text)
+    (error,) = check_schedule()
+    assert error.id == "cronman.E014" and message in error.msg
+
+
+def test_unknown_time_zone_is_e015(schedule_module, settings) -> None:
+    schedule_module('CRON_JOBS = (("@hourly", "Noop"),)\n')
+    settings.CRONMAN_TIME_ZONE = "Mars/Olympus"
+    (error,) = check_schedule()
+    assert error.id == "cronman.E015" and "Mars/Olympus" in error.msg
+
+
+def test_manage_py_check_fails_with_the_ids_and_hints(project: CronmanProject) -> None:
+    (project.path / "bad_sched.py").write_text(f"CRON_JOBS = {BAD_SCHEDULE!r}\n")
+    project.configure(CRONMAN_JOBS_MODULE="bad_sched")
+    result = project.run("check")
+    assert result.returncode == 1
+    for check_id in ("E010", "E011", "E012", "E013"):
+        assert f"(cronman.{check_id})" in result.stderr
+    assert "HINT: Use 5 fields" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_manage_py_check_reports_an_unusable_data_dir(project: CronmanProject) -> None:
+    os.chmod(project.data_dir, stat.S_IRWXU | stat.S_IWOTH | stat.S_IXOTH)
+    result = project.run("check")
+    assert result.returncode == 1
+    assert "(cronman.E002)" in result.stderr and "writable by group or others" in result.stderr
