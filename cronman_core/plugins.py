@@ -39,6 +39,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "cronman_plugins.healthchecks",
     "cronman_plugins.sentry",
     "cronman_plugins.raven_cmd",
+    "cronman_plugins.redis.plugin",
+    "cronman_plugins.celery",
 )
 
 
@@ -183,7 +185,7 @@ def build_plugin_manager() -> CronmanPluginManager:
     pm = CronmanPluginManager()
     disabled = frozenset(conf.get("CRONMAN_DISABLED_PLUGINS") or ())
     for path in BUILTIN_PLUGINS:
-        name = path.rsplit(".", 1)[-1]
+        name = path.removesuffix(".plugin").rsplit(".", 1)[-1]  # a package plugin: its package name
         _load(pm, name, "builtin", path, __version__, False, disabled)
     eps = _entry_points()
     for ep in eps:

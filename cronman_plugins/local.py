@@ -117,6 +117,13 @@ class LocalSpawner(Spawner):
             os.mkdir(self.logs_dir, 0o700)
 
     def spawn(self, command: WorkerCommand) -> SpawnHandle:
+        child, log_path = self.start(command)
+        reaper.add(child)
+        logger.info("spawned %s as PID %d, log %s", command.job_spec, child.pid, log_path)
+        return SpawnHandle(job_spec=command.job_spec, pid=child.pid, log_path=str(log_path))
+
+    def start(self, command: WorkerCommand) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start the worker and its log; the caller reaps it (``spawn``) or waits for it (Celery)."""
         prune_logs(
             self.logs_dir,
             int(conf.get("CRONMAN_LOG_KEEP", LOG_KEEP)),
@@ -126,12 +133,9 @@ class LocalSpawner(Spawner):
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         log_fd = os.open(log_path, flags, 0o600)
         try:
-            child = self._popen(command, log_fd)
+            return self._popen(command, log_fd), log_path
         finally:
             os.close(log_fd)
-        reaper.add(child)
-        logger.info("spawned %s as PID %d, log %s", command.job_spec, child.pid, log_path)
-        return SpawnHandle(job_spec=command.job_spec, pid=child.pid, log_path=str(log_path))
 
     @staticmethod
     def _popen(command: WorkerCommand, log_fd: int) -> subprocess.Popen[bytes]:

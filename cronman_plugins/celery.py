@@ -1,0 +1,116 @@
+"""Celery spawner: each run goes to a Celery queue; a Celery worker runs it as a local worker.
+
+Switched on by ``CRONMAN_CELERY_ENABLED = True``; the project's Celery app is
+named by ``CRONMAN_CELERY_APP`` (``"proj.celery.app"``), runs go to
+``CRONMAN_CELERY_QUEUE`` (default ``"cronman"``). The Celery worker learns the
+task from :func:`register_task`, called once in the project's Celery module.
+
+The task starts the very ``cron_worker run`` command the scheduler built
+(after the ``cronman_worker_command`` wrappers: nice/ionice, raven-cmd) as a
+subprocess on the Celery worker's host, in its own session with a per-run
+log, and waits for it. So a run on Celery takes the same lock, calls the same
+hooks, writes the same record and history, handles signals and is killed
+(whole process group) exactly like a local worker; the Celery worker only
+carries it. The task's result is the worker's exit code.
+
+Only the environment changes the scheduler made (``DJANGO_SETTINGS_MODULE``,
+``PYTHONPATH``, ``CRON_PROCESS_RESUMED``, what wrappers set) travel with the
+message; the rest of the worker's environment is the Celery worker host's own.
+celery is imported only when a run is dispatched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cronman_core import conf, hookimpl
+from cronman_core.backends import Spawner, SpawnHandle, WorkerCommand
+from cronman_core.errors import UsageError
+
+if TYPE_CHECKING:
+    import celery
+
+logger = logging.getLogger("cronman.celery")
+
+TASK_NAME = "cronman.run_worker"
+DEFAULT_QUEUE = "cronman"
+
+
+def plugin_enabled() -> bool:
+    return bool(conf.get("CRONMAN_CELERY_ENABLED"))
+
+
+def register_task(app: celery.Celery) -> Any:
+    """Register the worker task on ``app`` (idempotent); call it in the project's Celery module."""
+    return app.task(name=TASK_NAME, ignore_result=False)(run_worker)
+
+
+def get_app() -> celery.Celery:
+    """The Celery app named by ``CRONMAN_CELERY_APP``, with the task registered."""
+    from django.utils.module_loading import import_string
+
+    path = conf.get("CRONMAN_CELERY_APP")
+    if not path:
+        raise UsageError('CRONMAN_CELERY_ENABLED needs CRONMAN_CELERY_APP, e.g. "proj.celery.app"')
+    try:
+        app = import_string(path)
+    except ImportError as exc:
+        raise UsageError(f"CRONMAN_CELERY_APP {path!r} cannot be imported: {exc}") from exc
+    register_task(app)
+    return app
+
+
+def env_changes(env: dict[str, str]) -> dict[str, str | None]:
+    """What ``env`` changes in this process's environment (None: removed)."""
+    changes: dict[str, str | None] = {name: value for name, value in env.items() if os.environ.get(name) != value}
+    changes.update((name, None) for name in os.environ if name not in env)
+    return changes
+
+
+class CelerySpawner(Spawner):
+    """Sends the worker command to the Celery queue; the run starts when a Celery worker takes it."""
+
+    def spawn(self, command: WorkerCommand) -> SpawnHandle:
+        queue = str(conf.get("CRONMAN_CELERY_QUEUE") or DEFAULT_QUEUE)
+        result = get_app().send_task(
+            TASK_NAME,
+            kwargs={"argv": command.argv, "env": env_changes(command.env), "job_spec": command.job_spec},
+            queue=queue,
+        )
+        logger.info("sent %s to Celery queue %r as task %s", command.job_spec, queue, result.id)
+        return SpawnHandle(job_spec=command.job_spec, remote_id=result.id)
+
+
+def run_worker(argv: list[str], env: dict[str, str | None], job_spec: str) -> int:
+    """The Celery task: run the worker command on this host, wait, return its exit code."""
+    from cronman_core.datadir import get_data_dir
+    from cronman_core.job import cron_job_registry
+    from cronman_core.jobspec import parse_and_bind
+    from cronman_core.plugins import get_plugin_manager
+    from cronman_plugins.local import LocalSpawner
+
+    get_plugin_manager()  # plugins may register jobs
+    _spec, job_class = parse_and_bind(job_spec, cron_job_registry)
+    worker_env = dict(os.environ)
+    for name, value in env.items():
+        if value is None:
+            worker_env.pop(name, None)
+        else:
+            worker_env[name] = value
+    command = WorkerCommand(argv=argv, env=worker_env, job_spec=job_spec, job_class=job_class)
+    child, log_path = LocalSpawner(get_data_dir()).start(command)
+    logger.info("running %s as PID %d, log %s", job_spec, child.pid, log_path)
+    code = child.wait()
+    logger.info("%s exited with %d", job_spec, code)
+    return code
+
+
+@hookimpl
+def cronman_spawner(data_dir: Path) -> Spawner:
+    return CelerySpawner()
+
+
+__all__ = ["CelerySpawner", "TASK_NAME", "cronman_spawner", "get_app", "register_task", "run_worker"]

@@ -1,0 +1,183 @@
+"""The cluster lock backend: worker locks, run records and fire claims in Redis.
+
+Keys (under ``CRONMAN_REDIS_PREFIX``)::
+
+    cronman:lock:<key>   the owner's random token, with a TTL the worker renews
+    cronman:records      hash run id -> RunRecord JSON (host, PID, start time)
+    cronman:claims       sorted set fire-claim key -> expiry (Redis server time)
+
+A worker's lock lives ``CRONMAN_REDIS_LOCK_TTL`` seconds and a thread in the
+worker renews it every third of that while the lock is held, so a worker
+that died (SIGKILL, lost host) frees its lock after at most one TTL. Only
+the owner's token renews or deletes a lock (compare-and-delete in Lua), so
+a worker whose lock expired can never release the next holder's. Claims
+compare against Redis's clock, not the hosts', so skew between scheduler
+hosts cannot make a slot fire twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from cronman_core.backends import Lock, LockBackend, RunRecord
+from cronman_plugins.redis import client as rc
+
+if TYPE_CHECKING:
+    import redis
+    from redis.commands.core import Script
+
+logger = logging.getLogger("cronman.redis.locks")
+
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+local owned = redis.call('GET', KEYS[1]) == ARGV[1]
+if owned then redis.call('DEL', KEYS[1]) end
+if ARGV[3] == '1' then redis.call('HDEL', KEYS[2], ARGV[2]) end
+return owned and 1 or 0
+"""
+_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
+_CLAIM = _NOW + """
+local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if expires and tonumber(expires) > now then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+_PRUNE = _NOW + "return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+
+
+class RedisLock(Lock):
+    """A held Redis lock: renewed by a daemon thread until released."""
+
+    def __init__(self, backend: RedisLockBackend, record: RunRecord, token: str) -> None:
+        self.backend = backend
+        self.record = record
+        self.token = token
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(
+            target=self._renew, name=f"cronman-lock-renewal-{record.key}", daemon=True
+        )
+        self._renewer.start()
+
+    def _renew(self) -> None:
+        backend = self.backend
+        lock_key = backend.lock_key(self.record.key)
+        while not self._stop.wait(backend.ttl / 3):
+            try:
+                renewed = backend.scripts["renew"](keys=[lock_key], args=[self.token, backend.ttl_ms])
+            except rc.errors() as exc:
+                logger.warning("cannot renew lock %r (will retry): %s", self.record.key, exc)
+                continue
+            if not renewed:
+                logger.error(
+                    "lock %r expired before it was renewed: another worker may take it now", self.record.key
+                )
+                return
+
+    def update(self, **changes: Any) -> None:
+        self.record = replace(self.record, **changes)
+        self.backend.write_record(self.record)
+
+    def release(self, keep_record: bool = False) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._renewer.join()
+        backend = self.backend
+        try:
+            backend.scripts["release"](
+                keys=[backend.lock_key(self.record.key), backend.records_key],
+                args=[self.token, self.record.run_id, "0" if keep_record else "1"],
+            )
+        except rc.errors() as exc:
+            # The job is over; its lock expires by itself within one TTL.
+            logger.warning("cannot release lock %r (it expires in %.0f s): %s", self.record.key, backend.ttl, exc)
+
+
+class RedisLockBackend(LockBackend):
+    """Locks, records and claims shared by every host using the same Redis database."""
+
+    def __init__(self, ttl: float | None = None) -> None:
+        self.redis: redis.Redis = rc.get_client()
+        self.ttl = float(rc.setting("CRONMAN_REDIS_LOCK_TTL") if ttl is None else ttl)
+        self.records_key = rc.key("cronman", "records")
+        self.claims_key = rc.key("cronman", "claims")
+        self.scripts: dict[str, Script] = _scripts(self.redis)
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, int(self.ttl * 1000))
+
+    def lock_key(self, key: str) -> str:
+        return rc.key("cronman", "lock", key)
+
+    def acquire(self, key: str, record: RunRecord) -> Lock | None:
+        record = replace(record, key=key)
+        token = uuid.uuid4().hex
+        args = [token, self.ttl_ms, record.run_id, record.to_json()]
+        with rc.reachable():
+            acquired = self.scripts["acquire"](keys=[self.lock_key(key), self.records_key], args=args)
+        if not acquired:
+            return None
+        return RedisLock(self, record, token)
+
+    def is_locked(self, key: str) -> bool:
+        with rc.reachable():
+            return bool(self.redis.exists(self.lock_key(key)))
+
+    def write_record(self, record: RunRecord) -> None:
+        with rc.reachable():
+            self.redis.hset(self.records_key, record.run_id, record.to_json())
+
+    def records(self) -> list[RunRecord]:
+        found = []
+        with rc.reachable():
+            stored: dict[str, str] = self.redis.hgetall(self.records_key)  # type: ignore[assignment]
+        for run_id, text in stored.items():
+            try:
+                found.append(RunRecord.from_json(text))
+            except ValueError as exc:
+                logger.warning("skipping unreadable run record %s in Redis: %s", run_id, exc)
+        return found
+
+    def remove_record(self, record: RunRecord) -> None:
+        with rc.reachable():
+            self.redis.hdel(self.records_key, record.run_id)
+
+    def claim(self, key: str, ttl: float) -> bool:
+        with rc.reachable():
+            return bool(self.scripts["claim"](keys=[self.claims_key], args=[key, repr(float(ttl))]))
+
+    def prune_claims(self) -> int:
+        with rc.reachable():
+            return int(self.scripts["prune"](keys=[self.claims_key]))
+
+
+_registered: dict[int, dict[str, Script]] = {}
+
+
+def _scripts(client: redis.Redis) -> dict[str, Script]:
+    """The Lua scripts, registered once per client (EVALSHA, reloaded after a Redis restart)."""
+    scripts = _registered.get(id(client))
+    if scripts is None:
+        sources = {"acquire": _ACQUIRE, "renew": _RENEW, "release": _RELEASE, "claim": _CLAIM, "prune": _PRUNE}
+        scripts = _registered[id(client)] = {name: client.register_script(src) for name, src in sources.items()}
+    return scripts
+
+
+__all__ = ["RedisLock", "RedisLockBackend"]

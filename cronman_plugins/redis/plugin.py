@@ -1,0 +1,46 @@
+"""Hooks of the Redis plugin: remote control at each tick, and the cluster lock backend.
+
+Switched on by the ``cronman_plugins.redis`` app, by django-cronman's
+``CRONMAN_REMOTE_MANAGER_ENABLED = True`` or by ``CRONMAN_REDIS_LOCKS = True``.
+The lock backend is offered only with ``CRONMAN_REDIS_LOCKS``, otherwise the
+pidfile backend stays the default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cronman_core import conf, hookimpl
+from cronman_plugins.redis import client as rc
+
+if TYPE_CHECKING:
+    from cronman_core.backends import LockBackend
+    from cronman_core.scheduler import SchedulerControl
+
+logger = logging.getLogger("cronman.redis")
+
+
+def plugin_enabled() -> bool:
+    return bool(conf.get("CRONMAN_REMOTE_MANAGER_ENABLED") or rc.setting("CRONMAN_REDIS_LOCKS"))
+
+
+@hookimpl
+def cronman_lock_backend(data_dir: Path) -> LockBackend | None:
+    if not rc.setting("CRONMAN_REDIS_LOCKS"):
+        return None
+    from cronman_plugins.redis.locks import RedisLockBackend
+
+    return RedisLockBackend()
+
+
+@hookimpl
+def cronman_scheduler_tick(control: SchedulerControl, now: dt.datetime) -> None:
+    from cronman_plugins.redis.remote import apply_requests
+
+    try:
+        apply_requests(control)
+    except rc.errors() as exc:
+        logger.warning("remote control skipped this tick: %s; the scheduler runs on locally", rc.unavailable(exc))
