@@ -1,0 +1,137 @@
+"""``cron_scheduler`` as real processes: racing ticks, the daemon, enable/disable, next."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from cronman_core.testing import CronmanProject
+from tests.conftest import wait_for
+
+#: Keep the DB-backed plugins out: these tests are about the schedule alone.
+QUIET = {"CRONMAN_DISABLED_PLUGINS": ("cronman_plugins.tasks", "cronman_plugins.history")}
+
+
+def use_schedule(project: CronmanProject, *cron_jobs: tuple[str, str], **settings: object) -> None:
+    """Give the project its own CRON_JOBS module (tests never touch the shared one)."""
+    module = f"sched_{project.settings_module}"
+    (project.path / f"{module}.py").write_text(f"CRON_JOBS = {cron_jobs!r}\n")
+    project.configure(CRONMAN_JOBS_MODULE=module, **QUIET, **settings)
+
+
+def set_watermark(project: CronmanProject, watermark: float) -> None:
+    state = project.data_dir / "scheduler"
+    state.mkdir(mode=0o700, exist_ok=True)
+    (state / "watermark.json").write_text(json.dumps({"version": 1, "watermark": watermark}))
+
+
+def read_watermark(project: CronmanProject) -> float:
+    return json.loads((project.data_dir / "scheduler" / "watermark.json").read_text())["watermark"]
+
+
+def away_from_minute_edge() -> float:
+    """Wait until a minute has at least 40 s left, so every process ticks in the same minute."""
+    if time.time() % 60 > 20:
+        time.sleep(60 - time.time() % 60 + 1)
+    return time.time()
+
+
+def started(output: str, spec: str) -> int:
+    return sum(1 for line in output.splitlines() if f"started {spec} for" in line)
+
+
+def test_racing_ticks_fire_each_slot_once(project: CronmanProject) -> None:
+    use_schedule(project, ("* * * * *", "Echo:race"))
+    now = away_from_minute_edge()
+    set_watermark(project, now - 300)  # five slots behind: all coalesce into one run
+    ticks = [project.popen("cron_scheduler", "run") for _ in range(5)]
+    outputs = [tick.communicate(timeout=120) for tick in ticks]
+    assert [tick.returncode for tick in ticks] == [0] * 5, outputs
+    assert sum(started(err, "Echo:race") for _, err in outputs) == 1, outputs
+    marks = wait_for(project.read_marks)
+    time.sleep(1.0)  # a second worker, had one been started, would have written by now
+    assert [m["args"] for m in project.read_marks()] == [["race"]], marks
+    assert read_watermark(project) >= now
+    assert len(list((project.data_dir / "claims").glob("*.claim"))) == 5
+
+
+def test_daemon_fires_due_job_and_exits_0_on_sigterm(project: CronmanProject) -> None:
+    use_schedule(project, ("* * * * *", "Echo:daemon"))
+    set_watermark(project, time.time() - 120)  # due at start-up: catch-up fires at once
+    daemon = project.popen("cron_scheduler", "daemon")
+    try:
+        marks = wait_for(project.read_marks, timeout=60)
+        assert marks[0]["args"] == ["daemon"]
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert "Traceback" not in err
+    assert "finishing the tick and exiting" in err
+
+
+def test_disabled_ticks_spawn_nothing_and_advance_the_watermark(project: CronmanProject) -> None:
+    now = away_from_minute_edge()
+    minute = time.gmtime(now - 60).tm_min  # fell just before now: due at the next tick only
+    use_schedule(project, (f"{minute} * * * *", "Echo:off"), CRONMAN_TIME_ZONE="UTC")
+    set_watermark(project, now - 120)
+    assert project.run("cron_scheduler", "disable").stdout.strip() == "Scheduler disabled."
+    off = project.run("cron_scheduler", "run")
+    assert off.returncode == 0 and "Scheduler is disabled" in off.stdout
+    assert read_watermark(project) >= now
+    assert project.run("cron_scheduler", "enable").returncode == 0
+    on = project.run("cron_scheduler", "run")
+    assert on.returncode == 0 and "started" not in on.stderr  # not caught up after enable
+    assert project.read_marks() == []
+
+
+def test_disable_and_enable_workers_suspend_and_resume(project: CronmanProject) -> None:
+    use_schedule(project)
+    worker = project.popen("cron_worker", "run", "Sleep:60,tag=w")
+    try:
+        wait_for(lambda: [m for m in project.read_marks() if m.get("event") == "start"])
+        disable = project.run("cron_scheduler", "disable", "--workers")
+        assert disable.returncode == 0, disable.stderr
+        worker.wait(timeout=30)
+        assert project.run("cron_scheduler", "enable", "--workers").returncode == 0
+        tick = project.run("cron_scheduler", "run")
+        assert tick.returncode == 0, tick.stderr
+        resumed = wait_for(lambda: [m for m in project.read_marks() if m.get("resumed")])
+        assert resumed[0]["tag"] == "w"
+    finally:
+        project.run("cron_worker", "kill")
+        worker.kill()
+        worker.wait()
+
+
+def test_next_lists_fire_times_in_the_scheduler_time_zone(project: CronmanProject) -> None:
+    use_schedule(project, ("  30   2  *  *  *", "Hello:x"), ("0 0 30 2 *", "Noop"),
+                 CRONMAN_TIME_ZONE="America/New_York")
+    result = project.run("cron_scheduler", "next", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Time zone: America/New_York"
+    assert lines[1].startswith("Hello:x  [30 2 * * *]")
+    assert all(" 02:30:00 E" in line for line in lines[2:5])
+    assert lines[5:] == ["Noop  [0 0 30 2 *]  (" + lines[5].split("(")[1], "  never"]
+
+
+@pytest.mark.parametrize(
+    "args, settings, message",
+    [
+        (("next", "0"), {}, "must be at least 1"),
+        (("run",), {"CRONMAN_TIME_ZONE": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        (("bogus",), {}, "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(
+    project: CronmanProject, args: tuple[str, ...], settings: dict[str, str], message: str
+) -> None:
+    use_schedule(project, ("@hourly", "Noop"), **settings)
+    result = project.run("cron_scheduler", *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
