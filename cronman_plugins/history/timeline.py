@@ -22,7 +22,7 @@ PLOT_WIDTH = 960
 ROW_HEIGHT = 26
 AXIS_HEIGHT = 24
 #: Narrowest bar, so a one-second run is still visible and hoverable.
-MIN_BAR = 2.0
+MIN_BAR = 4.0
 #: A run shown in the timeline: status colours follow the admin's palette.
 COLOURS = {"succeeded": "#417690", "failed": "#ba2121", "killed": "#d2691e", "started": "#79aec8"}
 
@@ -104,9 +104,10 @@ def _bar(run: CronRun, start: dt.datetime, now: dt.datetime, tz: dt.tzinfo) -> B
         title += f", {run.duration:.1f} s"
     if run.error:
         title += f"\n{run.error.splitlines()[0]}"
+    width = max(MIN_BAR, (end - begin).total_seconds() * scale)
     return Bar(
-        x=LABEL_WIDTH + (begin - start).total_seconds() * scale,
-        width=max(MIN_BAR, (end - begin).total_seconds() * scale),
+        x=min(LABEL_WIDTH + (begin - start).total_seconds() * scale, LABEL_WIDTH + PLOT_WIDTH - width),
+        width=width,
         colour=COLOURS.get(run.status, "#999999"),
         title=title,
     )
@@ -143,7 +144,8 @@ def build_timeline(now: dt.datetime) -> Timeline:
     for hour in range(0, 24, 3):
         moment = first_hour + dt.timedelta(hours=hour)
         x = LABEL_WIDTH + (moment - start).total_seconds() * PLOT_WIDTH / WINDOW.total_seconds()
-        timeline.ticks.append(Tick(x=x, label=f"{moment:%H:%M}"))
+        if x < LABEL_WIDTH + PLOT_WIDTH - 40:  # leave room for the "now" label
+            timeline.ticks.append(Tick(x=x, label=f"{moment:%H:%M}"))
     timeline.width = LABEL_WIDTH + PLOT_WIDTH
     timeline.height = AXIS_HEIGHT + max(1, len(timeline.rows)) * ROW_HEIGHT
     return timeline

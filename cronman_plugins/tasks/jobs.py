@@ -33,13 +33,13 @@ class CleanCronTasks(BaseCronJob):
     def run(self, days: str | None = None) -> None:
         """``days`` overrides ``CRONMAN_TASKS_DAYS`` (default 30) for Cron Tasks."""
         now = timezone.now()
-        keep = float(days) if days is not None else conf.get("CRONMAN_TASKS_DAYS", DEFAULT_TASKS_DAYS)
+        keep = float(days if days is not None else conf.get("CRONMAN_TASKS_DAYS", DEFAULT_TASKS_DAYS))
         deleted, _ = (
             CronTask.objects.exclude(status__in=OPEN_STATUSES)
-            .filter(created_at__lt=now - dt.timedelta(days=float(keep)))
+            .filter(created_at__lt=now - dt.timedelta(days=keep))
             .delete()
         )
-        self.logger.info("deleted %d Cron Task(s) older than %g day(s)", deleted, float(keep))
+        self.logger.info("deleted %d Cron Task(s) older than %g day(s)", deleted, keep)
         if apps.is_installed("cronman_plugins.history"):
             from cronman_plugins.history.models import CronRun
 

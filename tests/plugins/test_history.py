@@ -1,0 +1,128 @@
+"""Run history: rows written by the notifier hooks, retention, the admin list and timeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pytest
+from django.db import OperationalError
+from django.utils import timezone
+
+from cronman_core.jobspec import parse
+from cronman_core.run import JobRun
+from cronman_plugins.history import plugin
+from cronman_plugins.history.models import CronRun
+from cronman_plugins.tasks.jobs import CleanCronTasks
+from cronman_plugins.tasks.models import CronTask
+from tests.conftest import wait_for
+from tests.plugins import tasks_support
+from tests.testapp.cron_jobs import Fail
+
+sqlite_project = tasks_support.sqlite_project
+db_project = tasks_support.db_project
+postgres_databases = tasks_support.postgres_databases
+
+TIMELINE_URL = "/admin/cron_history/cronrun/timeline/"
+
+
+def failed_run(message: str = "kaput") -> JobRun:
+    run = JobRun(spec=parse(f"Fail:{message}"), job_class=Fail)
+    plugin.cronman_job_started(run)
+    run.finish("failed", f"RuntimeError: {message}")
+    plugin.cronman_job_failed(run, RuntimeError(message))
+    return run
+
+
+@pytest.mark.django_db
+def test_a_failing_run_is_recorded_with_its_error(admin_client):
+    run = failed_run()
+    row = CronRun.objects.get(run_id=run.run_id)
+    assert (row.job_name, row.job_spec, row.status) == ("Fail", "Fail:kaput", "failed")
+    assert row.error == "RuntimeError: kaput"
+    assert (row.pid, row.host, row.exit_reason) == (run.pid, run.host, "run() raised RuntimeError")
+    assert row.duration == pytest.approx(run.duration)
+    page = admin_client.get(f"/admin/cron_history/cronrun/{row.pk}/change/").content.decode()
+    assert "RuntimeError: kaput" in page
+    listing = admin_client.get("/admin/cron_history/cronrun/?status=failed").content.decode()
+    assert "Fail:kaput" in listing
+
+
+@pytest.mark.django_db
+def test_a_database_error_never_reaches_the_job(monkeypatch, caplog):
+    def broken(**kwargs):
+        raise OperationalError("database is down")
+
+    monkeypatch.setattr(CronRun.objects, "update_or_create", broken)
+    with caplog.at_level(logging.WARNING, logger="cronman.plugins.history"):
+        failed_run("outage")  # does not raise
+    assert "database is down" in caplog.text
+    assert CronRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_retention_deletes_older_rows_and_nothing_newer(settings):
+    settings.CRONMAN_HISTORY_DAYS = 7
+    settings.CRONMAN_TASKS_DAYS = 7
+    now = timezone.now()
+    ages = {"old": dt.timedelta(days=7, minutes=1), "young": dt.timedelta(days=6, hours=23)}
+    for label, age in ages.items():
+        CronRun.objects.create(
+            run_id=label, job_name="Noop", job_spec="Noop", host="h", pid=1,
+            started_at=now - age, status="succeeded",
+        )
+        task = CronTask.objects.create(cron_job="TaskEcho", params=label, status="finished")
+        CronTask.objects.filter(pk=task.pk).update(created_at=now - age)
+    CronTask.objects.create(cron_job="TaskEcho", params="open", status="waiting")
+    CronTask.objects.filter(params="open").update(created_at=now - dt.timedelta(days=30))
+    CleanCronTasks().run()
+    assert list(CronRun.objects.values_list("run_id", flat=True)) == ["young"]
+    assert sorted(CronTask.objects.values_list("params", flat=True)) == ["open", "young"]
+
+
+@pytest.mark.django_db
+def test_timeline_shows_runs_next_run_and_lock_holder(admin_client, settings, project):
+    settings.CRONMAN_DATA_DIR = str(project.data_dir)
+    failed_run()
+    worker = project.popen("cron_worker", "run", "Sleep:30,tag=timeline")
+    try:
+        wait_for(lambda: any(m.get("tag") == "timeline" for m in project.read_marks()))
+        before = timezone.now()
+        page = admin_client.get(TIMELINE_URL).content.decode()
+        after = timezone.now()
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=20)
+    assert '<svg id="cron-timeline"' in page
+    assert page.count('class="run"') == 1 and "RuntimeError: kaput" in page
+    rows = {name: page.split(f'<tr data-job="{name}">')[1].split("</tr>")[0] for name in ("Fail", "Noop", "Sleep")}
+    assert "Failed" in rows["Fail"]
+    assert any(f"{next_five_minutes(t):%Y-%m-%d %H:%M} (Noop)" in rows["Noop"] for t in (before, after))
+    assert f"PID {worker.pid} on " in rows["Sleep"] and "Sleep:30,tag=timeline" in rows["Sleep"]
+
+
+def next_five_minutes(now: dt.datetime) -> dt.datetime:
+    """When ``*/5 * * * *`` (Noop in tests.testapp.schedule) fires next after ``now``."""
+    later = (now + dt.timedelta(minutes=5)).replace(second=0, microsecond=0)
+    return later - dt.timedelta(minutes=later.minute % 5)
+
+
+def test_runs_of_real_workers_are_recorded(db_project):
+    assert db_project.run("cron_worker", "run", "Fail:kaput").returncode == 1
+    assert db_project.run("cron_worker", "run", "Noop").returncode == 0
+    rows = db_project.query(
+        "SELECT job_spec, status, error, exit_reason, duration FROM cron_history_cronrun ORDER BY id"
+    )
+    assert [row[:4] for row in rows] == [
+        ("Fail:kaput", "failed", "RuntimeError: kaput", "run() raised RuntimeError"),
+        ("Noop", "succeeded", "", "run() returned"),
+    ]
+    assert all(row[4] is not None and row[4] >= 0 for row in rows)
+
+
+def test_a_worker_without_history_tables_still_succeeds(project):
+    project.configure(DATABASES=tasks_support.sqlite_databases(project.path / "empty.sqlite3"))
+    result = project.run("cron_worker", "run", "Noop")
+    assert result.returncode == 0
+    warnings = [line for line in result.stderr.splitlines() if "failed: no such table" in line]
+    assert len(warnings) == 1, result.stderr
