@@ -151,3 +151,16 @@ class TaskEcho(BaseCronJob):
 
 
 cron_job_registry.register(TaskEcho)
+
+
+class MarkTime(BaseCronJob):
+    """Mark the time run() was entered, then stay in run() (scheduler benchmarks)."""
+
+    lock_type = None
+
+    def run(self, tag="", seconds="0"):
+        _mark("MarkTime", {"tag": tag, "t": time.time()})
+        time.sleep(float(seconds))
+
+
+cron_job_registry.register(MarkTime)
