@@ -3,8 +3,9 @@
 A ping must never fail or hang a job, so every request has connect and read
 timeouts (``CRONMAN_PING_TIMEOUT``, default 2 s + 3 s), is retried once on a
 connection error only, and all pings of one job run (or one scheduler tick)
-share a budget (``CRONMAN_PING_BUDGET``, default 7 s) across plugins: once it
-is spent, the remaining pings of that run are skipped. A failed ping is
+share a budget (``CRONMAN_PING_BUDGET``, default 7 s) across plugins: a
+request's limits shrink to fit what is left, and once it is spent the
+remaining pings of that run are skipped. A failed ping is
 logged as one line on ``cronman.plugins.<plugin>``; it is never raised.
 
 ``requests`` is imported on the first ping, so an enabled plugin that never
@@ -142,13 +143,16 @@ class Pinger:
                         error or "earlier pings were slow",
                     )
                 return False
+            # Connect and read limits together fit in what is left of the budget.
+            connect_limit = min(connect, remaining / 2)
+            read_limit = min(read, remaining - connect_limit)
             try:
                 response = requests.request(
                     "POST" if data is not None else "GET",
                     url,
                     params=params,
                     data=data,
-                    timeout=(min(connect, remaining), min(read, remaining)),
+                    timeout=(connect_limit, read_limit),
                 )
             except requests.ConnectionError as exc:
                 # Includes connect timeouts; a read timeout is not retried.
