@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cronman_core.jobspec import JobSpec, format_spec
+from cronman_core.process import hostname
 from cronman_core.taxonomies import RunStatus
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class JobRun:
     spec: JobSpec
     job_class: type[BaseCronJob]
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    host: str = field(default_factory=socket.gethostname)
+    host: str = field(default_factory=hostname)
     pid: int = field(default_factory=os.getpid)
     started_at: dt.datetime = field(default_factory=utcnow)
     finished_at: dt.datetime | None = None

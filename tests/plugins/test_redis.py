@@ -1,0 +1,281 @@
+"""The Redis plugin against a private redis-server: lock contract, two scheduler hosts, remote control."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cronman_core.plugins import build_plugin_manager
+from cronman_core.testing import CronmanProject, LockBackendContract
+from cronman_plugins.redis.locks import RedisLockBackend
+from tests import settings as test_settings
+from tests.conftest import REPO, wait_for
+from tests.plugins.conftest import registered_times
+from tests.plugins.redis_server import RedisServer, free_port, running_redis, wait_gone
+
+pytestmark = pytest.mark.redis
+
+#: The test apps without the database-backed plugins: these projects need no migrations.
+APPS = [app for app in test_settings.INSTALLED_APPS if app not in ("cronman_plugins.tasks", "cronman_plugins.history")]
+NEVER = (("0 0 1 1 *", "Noop"),)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+def make_host(
+    path: Path, server_settings: dict[str, Any], name: str, jobs: tuple[tuple[str, str], ...] = NEVER, **extra: Any
+) -> CronmanProject:
+    """A project posing as host ``name``: its own data dir and schedule, the shared Redis."""
+    project = CronmanProject(path / name, "tests.settings", pythonpath=[REPO])
+    (project.path / "cronman_test_schedule.py").write_text(f"CRON_JOBS = {jobs!r}\n")
+    project.configure(
+        INSTALLED_APPS=[*APPS, "cronman_plugins.redis"],
+        CRONMAN_HOSTNAME=name,
+        CRONMAN_JOBS_MODULE="cronman_test_schedule",
+        **server_settings,
+        **extra,
+    )
+    return project
+
+
+def use_server(settings: Any, server_settings: dict[str, Any]) -> None:
+    for name, value in server_settings.items():
+        setattr(settings, name, value)
+
+
+# -- the lock backend in this process -----------------------------------------------------
+
+
+class TestRedisContract(LockBackendContract):
+    @pytest.fixture
+    def lock_backend(self, redis_server: RedisServer, settings: Any) -> RedisLockBackend:
+        use_server(settings, redis_server.settings())
+        return RedisLockBackend()
+
+    def corrupt_record(self, backend: RedisLockBackend) -> None:
+        backend.redis.hset(backend.records_key, "truncated", '{"key": "Job", "pid": 12')
+
+
+def test_lock_is_renewed_while_held_and_released_only_by_its_owner(redis_server: RedisServer, settings: Any) -> None:
+    use_server(settings, redis_server.settings())
+    backend = RedisLockBackend(ttl=0.6)
+    first = backend.acquire("Job", LockBackendContract.make_record("Job"))
+    assert first is not None
+    time.sleep(3 * backend.ttl)  # outlive the TTL thrice: only renewal keeps the lock
+    assert backend.is_locked("Job")
+    # The lock expires under the first owner (simulated): another worker takes it ...
+    backend.redis.delete(backend.lock_key("Job"))
+    second = backend.acquire("Job", LockBackendContract.make_record("Job"))
+    assert second is not None
+    # ... and the late first owner's release cannot free it (compare-and-delete).
+    first.release()
+    assert backend.is_locked("Job")
+    second.release()
+    assert not backend.is_locked("Job")
+    assert backend.records() == []
+
+
+def test_switched_on_by_django_cronman_setting_and_registered_once(settings: Any) -> None:
+    assert registered_times(settings, "cronman_plugins.redis.plugin", CRONMAN_REMOTE_MANAGER_ENABLED=True) == 1
+    pm = build_plugin_manager()
+    assert "redis" in pm.infos
+    # Remote control alone leaves pidfile the lock backend.
+    assert type(pm.hook.cronman_lock_backend(data_dir=Path(settings.CRONMAN_DATA_DIR))).__name__ == "PidfileBackend"
+
+
+def test_redis_locks_setting_makes_it_the_lock_backend(redis_server: RedisServer, settings: Any) -> None:
+    use_server(settings, redis_server.settings(CRONMAN_REDIS_LOCKS=True))
+    settings.CRONMAN_PLUGINS = []
+    pm = build_plugin_manager()
+    assert isinstance(pm.hook.cronman_lock_backend(data_dir=Path(settings.CRONMAN_DATA_DIR)), RedisLockBackend)
+
+
+# -- real schedulers and workers ------------------------------------------------------------
+
+
+def _started_fires(stderr: str, job_spec: str) -> list[str]:
+    return re.findall(rf"started {re.escape(job_spec)} for (.+?) \(", stderr)
+
+
+def test_two_hosts_fire_each_slot_once(tmp_path: Path, redis_server: RedisServer) -> None:
+    for round_ in range(3):
+        shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True)
+        spec = f"Echo:round{round_}"
+        hosts = [
+            make_host(tmp_path / f"round{round_}", shared, name, jobs=(("* * * * *", spec),))
+            for name in ("host-a", "host-b")
+        ]
+        ticks = [host.popen("cron_scheduler", "run") for host in hosts]
+        outputs = [tick.communicate(timeout=60) for tick in ticks]
+        assert [tick.returncode for tick in ticks] == [0, 0], outputs
+        fires = [fire for _out, err in outputs for fire in _started_fires(err, spec)]
+        assert fires and len(fires) == len(set(fires)), outputs
+        wait_for(lambda: sum(len(host.read_marks()) for host in hosts) >= len(fires), timeout=60)  # noqa: B023
+        assert sum(len(host.read_marks()) for host in hosts) == len(fires)
+
+
+def test_sigkilled_worker_frees_the_cluster_lock_after_the_ttl(tmp_path: Path, redis_server: RedisServer) -> None:
+    shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True, CRONMAN_REDIS_LOCK_TTL=3)
+    host = make_host(tmp_path, shared, "host-a")
+    lock_key = shared["CRONMAN_REDIS_PREFIX"] + "cronman:lock:Sleep"
+    worker = host.popen("cron_worker", "run", "Sleep:60,tag=first")
+    wait_for(lambda: any(m.get("event") == "start" for m in host.read_marks()), timeout=60)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    # Unlike a flock, the cluster lock outlives its holder until the TTL runs out.
+    assert redis_server.client().exists(lock_key)
+    wait_gone(redis_server, lock_key)
+    result = host.run("cron_worker", "run", "Sleep:0,tag=second")
+    assert result.returncode == 0, result.stderr
+    assert [m["tag"] for m in host.read_marks() if m.get("event") == "end"] == ["second"]
+    status = json.loads(host.run("cron_worker", "status", "--json").stdout)
+    assert [(w["status"], w["pid"], w["host"]) for w in status["workers"]] == [("DEAD", worker.pid, "host-a")]
+
+
+def test_records_of_other_hosts_are_shown_not_signalled(tmp_path: Path, redis_server: RedisServer) -> None:
+    shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True)
+    host_a = make_host(tmp_path, shared, "host-a")
+    host_b = make_host(tmp_path, shared, "host-b")
+    worker = host_a.popen("cron_worker", "run", "Sleep:60,tag=a")
+    try:
+        wait_for(lambda: any(m.get("event") == "start" for m in host_a.read_marks()), timeout=60)
+        status = json.loads(host_b.run("cron_worker", "status", "--json").stdout)
+        assert [(w["status"], w["pid"], w["host"]) for w in status["workers"]] == [("ALIVE", worker.pid, "host-a")]
+        skipped = host_b.run("cron_worker", "run", "Sleep:0,tag=b")
+        assert skipped.returncode == 0 and "is held by another worker" in skipped.stderr
+        host_b.run("cron_worker", "kill", "Sleep")
+        assert worker.poll() is None
+        killed = host_a.run("cron_worker", "kill", "Sleep")
+        assert killed.returncode == 0, killed.stderr
+        assert worker.wait(timeout=30) != 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+# -- remote control -------------------------------------------------------------------------
+
+
+def remote(host: CronmanProject, *args: str) -> tuple[int, list[str], str]:
+    result = host.run("cron_remote_manager", *args)
+    return result.returncode, result.stdout.splitlines(), result.stderr
+
+
+def test_remote_disable_enable_get_status_and_wait(tmp_path: Path, redis_server: RedisServer) -> None:
+    shared = redis_server.settings()
+    web1 = make_host(tmp_path, shared, "web1")
+    disabled_flag = web1.data_dir / "scheduler" / "disabled"
+    assert remote(web1, "disable", "web1")[:2] == (0, ["disable web1 -> requested"])
+    assert remote(web1, "get_status", "web1")[1] == [
+        "get_status web1 -> unknown (no tick reported), pending request: disabled"
+    ]
+    tick = web1.run("cron_scheduler", "run")
+    assert tick.returncode == 0, tick.stderr
+    assert "Scheduler is disabled" in tick.stdout
+    assert disabled_flag.exists()
+    code, lines, _ = remote(web1, "get_status", "web1")
+    assert re.fullmatch(r"get_status web1 -> disabled \(last tick .+ UTC\), pending request: none", lines[0])
+
+    waiter = web1.popen("cron_remote_manager", "enable", "web1", "--wait", "--timeout", "60")
+    wait_for(lambda: redis_server.client().get(shared["CRONMAN_REDIS_PREFIX"] + "cron_scheduler:status:web1"))
+    assert web1.run("cron_scheduler", "run").returncode == 0
+    out, err = waiter.communicate(timeout=90)
+    assert waiter.returncode == 0, err
+    assert out.splitlines() == ["enable web1 -> requested", "enable web1 -> applied"]
+    assert not disabled_flag.exists()
+
+    # Nobody ticks: --wait gives up with one line and a non-zero exit.
+    code, lines, err = remote(web1, "disable", "web1", "--wait", "--timeout", "0.5")
+    assert code == 1
+    assert lines == ["disable web1 -> requested", "disable web1 -> not applied"]
+    assert err.strip() == "Error: not applied within 0.5 s by: web1"
+    assert remote(web1, "clear_status", "web1")[1] == ["clear_status web1 -> cleared"]
+    assert remote(web1, "get_status", "web1")[1] == [
+        "get_status web1 -> unknown (no tick reported), pending request: none"
+    ]
+
+
+def test_remote_kill_and_all_hosts(tmp_path: Path, redis_server: RedisServer) -> None:
+    shared = redis_server.settings()
+    web1 = make_host(tmp_path, shared, "web1")
+    web2 = make_host(tmp_path, shared, "web2")
+    for host in (web1, web2):  # each reports once, so ALL knows them
+        assert host.run("cron_scheduler", "run").returncode == 0
+    worker = web1.popen("cron_worker", "run", "Sleep:60,tag=victim")
+    try:
+        wait_for(lambda: any(m.get("event") == "start" for m in web1.read_marks()), timeout=60)
+        assert remote(web1, "kill:Sleep", "web1")[:2] == (0, ["kill:Sleep web1 -> requested"])
+        tick = web1.run("cron_scheduler", "run")
+        assert tick.returncode == 0, tick.stderr
+        assert worker.wait(timeout=30) == 128 + signal.SIGTERM
+        assert "remote request: kill Sleep: Sleep:60,tag=victim" in tick.stderr
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    waiter = web1.popen("cron_remote_manager", "disable", "ALL", "--wait", "--timeout", "60")
+    wait_for(lambda: redis_server.client().get(shared["CRONMAN_REDIS_PREFIX"] + "cron_scheduler:status:ALL"))
+    for host in (web1, web2):
+        assert host.run("cron_scheduler", "run").returncode == 0
+    out, err = waiter.communicate(timeout=90)
+    assert waiter.returncode == 0, err
+    assert out.splitlines() == ["disable ALL -> requested", "disable web1 -> applied", "disable web2 -> applied"]
+    for host in (web1, web2):
+        assert (host.data_dir / "scheduler" / "disabled").exists()
+    # The standing ALL request wins over a host's own until it is cleared.
+    remote(web1, "enable", "web2")
+    web2.run("cron_scheduler", "run")
+    assert (web2.data_dir / "scheduler" / "disabled").exists()
+    status = remote(web1, "get_status", "ALL")[1]
+    assert status[0] == "get_status ALL -> standing request: disabled"
+    assert [line.split(" -> ")[0] for line in status[1:]] == ["get_status ALL web1", "get_status ALL web2"]
+    assert remote(web1, "clear_status", "ALL")[0] == 0
+    remote(web1, "enable", "web2")
+    web2.run("cron_scheduler", "run")
+    assert not (web2.data_dir / "scheduler" / "disabled").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["frobnicate", "web1"], "Error: unknown request 'frobnicate'"),
+        (["kill:", "web1"], "Error: kill needs a target"),
+        (["kill:Bad:a,,b", "web1"], "Error: invalid job spec"),
+        (["disable:now", "web1"], "Error: disable takes no argument"),
+        (["disable", " "], "Error: invalid host name"),
+    ],
+)
+def test_bad_requests_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    host = make_host(tmp_path, {"CRONMAN_REDIS_PORT": free_port()}, "web1")
+    code, _lines, err = remote(host, *args)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith(message), err
+
+
+def test_redis_down_scheduler_runs_locally_with_one_warning(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    host = make_host(tmp_path, {"CRONMAN_REDIS_PORT": port}, "web1", jobs=(("* * * * *", "Echo:local"),))
+    tick = host.run("cron_scheduler", "run")
+    assert tick.returncode == 0, tick.stderr
+    assert "Traceback" not in tick.stderr
+    warnings = [line for line in tick.stderr.splitlines() if "remote control skipped" in line]
+    assert len(warnings) == 1 and f"127.0.0.1:{port}/0" in warnings[0], tick.stderr
+    wait_for(lambda: host.read_marks(), timeout=60)  # the due job still ran
+
+    code, lines, err = remote(host, "get_status", "web1")
+    assert code == 1 and lines == []
+    assert err.strip().startswith(f"Error: Redis at 127.0.0.1:{port}/0 is unavailable")
+    assert len(err.strip().splitlines()) == 1
