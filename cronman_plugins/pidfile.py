@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ logger = logging.getLogger("cronman.pidfile")
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 _RUN_ID = re.compile(r"[0-9a-f]{1,64}")
+_INDEX = ".index.json"
+_FIELDS = [f.name for f in fields(RunRecord)]
 #: Larger record files are not records (a record is a few hundred bytes).
 _RECORD_MAX = 1 << 20
 #: Claim temp files older than this are debris of a crashed claimer.
@@ -204,34 +207,60 @@ class PidfileBackend(LockBackend):
     def write_record(self, record: RunRecord) -> None:
         _write_atomic(self.records_dir, self.record_name(record), record.to_json().encode())
 
-    def _iter_records(self) -> Iterator[RunRecord]:
-        # os-level calls relative to the directory: listings of thousands of
-        # records must stay cheap (``cron_worker status``).
+    def records(self) -> list[RunRecord]:
+        """Every record; unchanged files are taken from the listing index.
+
+        ``records/.index.json`` caches parsed records by file name and inode.
+        Records are only ever replaced by rename (a new inode), so a name
+        with the same inode has the same content: a listing of thousands of
+        records reads only new files (``cron_worker status``). The index is
+        a cache: unreadable, it is ignored and rewritten.
+        """
         dir_fd = os.open(self.records_dir, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
         try:
-            for name in os.listdir(dir_fd):
-                if not name.endswith(".json") or name.startswith("."):
-                    continue
-                try:
-                    fd = os.open(name, os.O_RDONLY | _OPEN_FLAGS, dir_fd=dir_fd)
-                    try:
-                        data = os.read(fd, _RECORD_MAX)
-                    finally:
-                        os.close(fd)
-                    record = RunRecord.from_json(data.decode())
-                    if self.record_name(record) != name:
-                        raise ValueError("file name does not match its run id")
-                except FileNotFoundError:
-                    continue  # released while we listed
-                except (OSError, ValueError) as exc:
-                    logger.warning("skipping unreadable run record %s/%s: %s", self.records_dir, name, exc)
-                    continue
-                yield record
+            index = _load_index(dir_fd)
+            fresh: dict[str, list[Any]] = {}
+            found: list[RunRecord] = []
+            read = 0
+            with os.scandir(dir_fd) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if not name.endswith(".json") or name.startswith("."):
+                        continue
+                    inode = entry.inode()
+                    cached = index.get(name)
+                    record = _from_index(cached, inode)
+                    if record is None:
+                        read += 1
+                        record = self._read_record(dir_fd, name)
+                        if record is None:
+                            continue
+                        cached = [inode, [getattr(record, f) for f in _FIELDS]]
+                    fresh[name] = cached
+                    found.append(record)
+            if read or fresh.keys() != index.keys():
+                _save_index(dir_fd, fresh)
+            return found
         finally:
             os.close(dir_fd)
 
-    def records(self) -> list[RunRecord]:
-        return list(self._iter_records())
+    def _read_record(self, dir_fd: int, name: str) -> RunRecord | None:
+        """The record in ``name``, or None (gone meanwhile, or corrupt: reported)."""
+        try:
+            fd = os.open(name, os.O_RDONLY | _OPEN_FLAGS, dir_fd=dir_fd)
+            try:
+                data = os.read(fd, _RECORD_MAX)
+            finally:
+                os.close(fd)
+            record = RunRecord.from_json(data.decode())
+            if self.record_name(record) != name:
+                raise ValueError("file name does not match its run id")
+        except FileNotFoundError:
+            return None  # released while we listed
+        except (OSError, ValueError) as exc:
+            logger.warning("skipping unreadable run record %s/%s: %s", self.records_dir, name, exc)
+            return None
+        return record
 
     def remove_record(self, record: RunRecord) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -299,6 +328,46 @@ class PidfileBackend(LockBackend):
                         if entry.stat(follow_symlinks=False).st_mtime < now - _STALE_TEMP_SECONDS:
                             os.unlink(path)
         return removed
+
+
+def _from_index(cached: Any, inode: int) -> RunRecord | None:
+    try:
+        if cached[0] == inode:
+            return RunRecord(*cached[1])
+    except (TypeError, IndexError, KeyError):
+        pass
+    return None
+
+
+def _load_index(dir_fd: int) -> dict[str, list[Any]]:
+    try:
+        fd = os.open(_INDEX, os.O_RDONLY | _OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return {}
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = json.loads(f.read())
+        if data.get("fields") == _FIELDS and isinstance(data.get("records"), dict):
+            return data["records"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    finally:
+        os.close(fd)
+    logger.info("ignoring an outdated or unreadable records index")
+    return {}
+
+
+def _save_index(dir_fd: int, records: dict[str, list[Any]]) -> None:
+    temp = f".tmp-index-{uuid.uuid4().hex}"
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600, dir_fd=dir_fd)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"fields": _FIELDS, "records": records}, f, separators=(",", ":"))
+        os.replace(temp, _INDEX, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as exc:  # a cache: the next listing reads the files again
+        logger.info("cannot write the records index: %s", exc)
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
 
 
 def _flocked_inodes() -> set[tuple[int, int, int]] | None:

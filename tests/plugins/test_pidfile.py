@@ -117,3 +117,17 @@ def test_sigkilled_worker_frees_its_lock_and_leaves_a_dead_record(project) -> No
     assert [(line[0], line[1], line[-1]) for line in lines] == [
         ("DEAD", str(worker.pid), "Sleep:60,tag=first")
     ]
+
+
+def test_listing_index_follows_changes_and_survives_corruption(data_dir: Path) -> None:
+    backend = PidfileBackend(data_dir)
+    lock = backend.acquire("Job", TestPidfileContract.make_record("Job", can_resume=True))
+    assert lock is not None
+    assert [r.killed for r in backend.records()] == [False]
+    assert (backend.records_dir / ".index.json").exists()
+    lock.update(killed=True)
+    assert [r.killed for r in backend.records()] == [True]
+    (backend.records_dir / ".index.json").write_text('{"fields": ["key"], "records": 3')
+    assert [r.killed for r in backend.records()] == [True]
+    lock.release()
+    assert backend.records() == []
