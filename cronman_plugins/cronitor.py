@@ -23,10 +23,10 @@ Cost and failure handling: see :mod:`cronman_plugins._ping`.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 
 from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
+from cronman_core.process import hostname
 from cronman_core.run import JobRun
 from cronman_plugins._ping import Pinger, check_settings, job_value, tick_id
 
@@ -117,7 +117,7 @@ def cronman_job_killed(run: JobRun) -> None:
 def _tick_ping(now: dt.datetime, state: str, message: str | None = None) -> None:
     cronitor_id = conf.get("CRONMAN_CRON_SCHEDULER_CRONITOR_ID")
     if cronitor_id:
-        ping(str(cronitor_id), state, tick_id(now), socket.gethostname(), message)
+        ping(str(cronitor_id), state, tick_id(now), hostname(), message)
 
 
 @hookimpl
