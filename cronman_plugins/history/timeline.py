@@ -84,15 +84,15 @@ def _lock_holders() -> dict[str, str]:
     from cronman_core.scheduler import job_name
     from cronman_core.worker import get_lock_backend
 
-    holders: dict[str, str] = {}
+    holders: dict[str, list[str]] = {}
     backend = get_lock_backend()
     for record in backend.records():
         if verified_process(record) is None:
             continue
-        holders[job_name(record.job_spec)] = (
+        holders.setdefault(job_name(record.job_spec), []).append(
             f"PID {record.pid} on {record.host} ({record.job_spec}) since {record.started_at}"
         )
-    return holders
+    return {name: "; ".join(found) for name, found in holders.items()}
 
 
 def _bar(run: CronRun, start: dt.datetime, now: dt.datetime, tz: dt.tzinfo) -> Bar:

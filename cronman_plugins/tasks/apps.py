@@ -11,3 +11,6 @@ class CronTasksConfig(AppConfig):
     verbose_name = "Cron"
     default_auto_field = "django.db.models.BigAutoField"
     cronman_plugin = "cronman_plugins.tasks.plugin"
+
+    def ready(self) -> None:
+        from cronman_plugins.tasks import checks  # noqa: F401  (registers the checks)

@@ -25,8 +25,9 @@ from django.db import DatabaseError
 
 from cronman_core import conf
 from cronman_core.backends import WorkerCommand
-from cronman_core.errors import UnknownJobError
+from cronman_core.errors import UnknownJobError, UsageError
 from cronman_core.job import cron_job_registry
+from cronman_core.jobspec import parse_and_bind
 from cronman_core.process import create_time, hostname, verified_process
 from cronman_core.run import JobRun
 from cronman_core.utils import RESUMED_ENV
@@ -79,11 +80,22 @@ _running: dict[str, int] = {}
 
 
 def claim_tasks(now: dt.datetime) -> list[CronTask]:
-    """Reap dead tasks, then claim the due ones for spawning by this process."""
+    """Reap dead tasks, then claim the due ones for spawning by this process.
+
+    A task whose spec no longer fits its job (the code changed since the
+    request) fails here with the reason, instead of waiting for a worker.
+    """
     reap_dead_tasks(now)
-    tasks = CronTask.objects.claim_due(now)
-    for task in tasks:
+    tasks = []
+    for task in CronTask.objects.claim_due(now):
+        try:
+            parse_and_bind(task.job_spec, cron_job_registry)
+        except UsageError as exc:
+            logger.error("Cron Task %s: %s", task.pk, exc)
+            _end(task.pk, CronTaskStatus.FAILED, now, str(exc))
+            continue
         _claimed.push(task)
+        tasks.append(task)
     return tasks
 
 

@@ -16,6 +16,7 @@ from cronman_core.process import hostname
 from cronman_core.spawn import build_worker_command
 from cronman_core.utils import RESUMED_ENV
 from cronman_plugins.tasks import runner
+from cronman_plugins.tasks.checks import check_allowed_cron_tasks
 from cronman_plugins.tasks.models import CronTask, CronTaskStatus
 from tests.conftest import wait_for
 from tests.plugins import tasks_support
@@ -134,6 +135,21 @@ def test_worker_command_of_a_claimed_task_carries_its_id_and_only_it():
     assert command.env[runner.TASK_ENV] == str(task.pk)
     assert command.argv[-1] == 'TaskEcho:"a b"'  # one argv item, no shell
     assert runner.TASK_ENV not in build_worker_command('TaskEcho:"a b"').env
+
+
+@pytest.mark.django_db
+def test_a_task_that_no_longer_fits_its_job_fails_at_pickup():
+    task = CronTask.objects.create(cron_job="TaskEcho", params="a,b,c")  # saved before run() changed
+    assert runner.requested_runs(timezone.now()) == []
+    task.refresh_from_db()
+    assert task.status == "failed" and "do not fit TaskEcho.run()" in task.error
+
+
+def test_unknown_name_in_allowed_cron_tasks_is_a_check_warning(settings):
+    settings.ALLOWED_CRON_TASKS = ["TaskEcho", "Nope"]
+    assert [(m.id, m.msg) for m in check_allowed_cron_tasks()] == [
+        ("cronman.W020", "ALLOWED_CRON_TASKS names 'Nope', which is not a registered cron job")
+    ]
 
 
 @pytest.fixture
