@@ -49,3 +49,18 @@ def get_data_dir(create: bool = True) -> Path:
             raise DataDirError(f"cannot create data dir {path}: {exc.strerror}") from exc
     check_data_dir(path)
     return path
+
+
+def private_subdir(data_dir: Path, name: str) -> Path:
+    """``data_dir/name``, created 0700 and held to the data dir's rules (no symlink)."""
+    path = data_dir / name
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise DataDirError(f"cannot create {path}: {exc.strerror}") from exc
+    if os.path.islink(path):
+        raise DataDirError(f"{path} is a symlink; the data dir must hold real directories")
+    check_data_dir(path)
+    return path

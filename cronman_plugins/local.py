@@ -25,6 +25,7 @@ from pathlib import Path
 
 from cronman_core import conf, hookimpl
 from cronman_core.backends import Spawner, SpawnHandle, WorkerCommand
+from cronman_core.datadir import private_subdir
 
 logger = logging.getLogger("cronman.local")
 
@@ -112,9 +113,7 @@ class LocalSpawner(Spawner):
     """Starts ``command.argv`` detached, output to a per-run log file."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.logs_dir = Path(data_dir) / "logs"
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(self.logs_dir, 0o700)
+        self.logs_dir = private_subdir(Path(data_dir), "logs")
 
     def spawn(self, command: WorkerCommand) -> SpawnHandle:
         child, log_path = self.start(command)

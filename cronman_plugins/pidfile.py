@@ -32,6 +32,7 @@ from typing import Any
 
 from cronman_core import hookimpl
 from cronman_core.backends import Lock, LockBackend, RunRecord
+from cronman_core.datadir import private_subdir
 
 logger = logging.getLogger("cronman.pidfile")
 
@@ -50,12 +51,6 @@ def safe_name(key: str) -> str:
     """A file name for ``key``: readable prefix plus a hash, so any key is safe and unique."""
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{_UNSAFE.sub('_', key)[:60]}-{digest}"
-
-
-def _private_dir(path: Path) -> Path:
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-    return path
 
 
 def _write_atomic(directory: Path, name: str, data: bytes) -> None:
@@ -116,9 +111,9 @@ class PidfileBackend(LockBackend):
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        self.locks_dir = _private_dir(self.data_dir / "locks")
-        self.records_dir = _private_dir(self.data_dir / "records")
-        self.claims_dir = _private_dir(self.data_dir / "claims")
+        self.locks_dir = private_subdir(self.data_dir, "locks")
+        self.records_dir = private_subdir(self.data_dir, "records")
+        self.claims_dir = private_subdir(self.data_dir, "claims")
 
     # -- locks -----------------------------------------------------------------
 

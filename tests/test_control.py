@@ -196,3 +196,11 @@ def test_default_data_dir_is_created_private(project, tmp_path):
     assert result.returncode == 0, result.stderr
     data_dir = state / "cronman" / project.settings_module
     assert data_dir.is_dir() and data_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_symlinked_directory_in_the_data_dir_is_refused(project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    os.symlink(elsewhere, project.data_dir / "records")
+    line = _one_error_line(project.run("cron_worker", "status"))
+    assert "records is a symlink" in line
