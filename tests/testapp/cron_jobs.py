@@ -164,3 +164,15 @@ class MarkTime(BaseCronJob):
 
 
 cron_job_registry.register(MarkTime)
+
+
+class WhereAmI(BaseCronJob):
+    """Mark the worker's parent process (Celery spawner tests: the Celery worker started it)."""
+
+    lock_type = None
+
+    def run(self, tag=""):
+        _mark("WhereAmI", {"tag": tag, "ppid": os.getppid()})
+
+
+cron_job_registry.register(WhereAmI)
