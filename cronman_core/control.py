@@ -90,13 +90,13 @@ def _select(backend: LockBackend, target: str | None) -> list[RunRecord]:
     return found
 
 
-def _local_process(record: RunRecord) -> psutil.Process | None:
-    return verified_process(record) if record.host == hostname() else None
-
-
 def liveness(backend: LockBackend, records: list[RunRecord]) -> list[bool]:
-    """Proven alive, per record: this host's process with the recorded start time
-    (:func:`~cronman_core.process.proven_alive`); another host's, its lock held."""
+    """Whether each record's worker is proven alive.
+
+    On this host: its PID with the recorded start time
+    (:func:`~cronman_core.process.proven_alive`); on another host (a shared
+    lock backend): its lock is held.
+    """
     flags = proven_alive(records)
     local = hostname()
     return [
@@ -200,15 +200,14 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
     records = _select(backend, target)
     victims: list[_Victim] = []
     entries: dict[str, WorkerEntry] = {}
-    for record in records:
-        process = _local_process(record)
+    local = hostname()
+    for record, alive in zip(records, liveness(backend, records), strict=True):
+        process = verified_process(record) if alive and record.host == local else None
         if process is not None:
             victims.append(_Victim(record, process))
-        elif record.host != hostname() and backend.is_locked(record.key):
-            # Another host's worker: only that host can prove and signal it.
-            entries[record.run_id] = WorkerEntry(record, JobStatus.ALIVE)
-            continue
-        entries[record.run_id] = WorkerEntry(record, JobStatus.DEAD)
+        # Another host's live worker is reported, never signalled: only its host can prove it.
+        foreign = alive and record.host != local
+        entries[record.run_id] = WorkerEntry(record, JobStatus.ALIVE if foreign else JobStatus.DEAD)
     if target and target.isdigit() and not victims:
         raise UsageError(f"PID {target} is not a running cronman worker; not signalled")
     for victim in victims:
