@@ -137,8 +137,9 @@ class PidfileBackend(LockBackend):
             except BaseException:
                 os.close(fd)
                 raise
-            # ``clean`` may have unlinked the file between our open and flock:
-            # then we locked an orphan inode and must retry on the new file.
+            # A releasing worker may have unlinked the file between our open and
+            # flock (``_discard_lock``): then we locked an orphan inode and must
+            # retry on the file now at the path.
             try:
                 current = os.stat(path, follow_symlinks=False)
             except FileNotFoundError:
@@ -162,7 +163,11 @@ class PidfileBackend(LockBackend):
         return PidfileLock(self, fd, record)
 
     def is_locked(self, key: str) -> bool:
-        """Whether a process holds ``key``, read from /proc/locks so no worker is disturbed."""
+        """Whether a process holds ``key``, read from /proc/locks so no worker is disturbed.
+
+        Without /proc/locks it tries a shared lock, which a worker starting at
+        that very moment would see as held.
+        """
         try:
             info = os.stat(self.lock_path(key), follow_symlinks=False)
         except FileNotFoundError:
