@@ -74,6 +74,19 @@ def cronman_schedule_entries() -> list[ScheduleEntry | tuple[str, str]] | None:
     """
 
 
+@hookspec
+def cronman_reserved_params() -> list[str] | None:
+    """Name job-spec params that a plugin consumes instead of the job's ``run()``.
+
+    Every implementation contributes. A reserved param stays part of the job
+    spec (locks, records and notifiers see it; ``cronitor_id=...`` overrides
+    a class's Cronitor id as in django-cronman) but is neither bound to nor
+    passed to ``run()``.
+
+    :return: param names, or None.
+    """
+
+
 # -- providers (first result wins) ---------------------------------------------
 
 

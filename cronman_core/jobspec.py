@@ -9,6 +9,7 @@ always separates (it can never be part of a value). Every error is a
 from __future__ import annotations
 
 import inspect
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,10 @@ class JobSpec:
     @property
     def kwargs_dict(self) -> dict[str, str]:
         return dict(self.kwargs)
+
+    def run_kwargs(self, reserved: Collection[str] = ()) -> dict[str, str]:
+        """The named values ``run()`` gets: all but the ``reserved`` ones plugins consume."""
+        return {key: value for key, value in self.kwargs if key not in reserved}
 
     @property
     def params(self) -> str:
@@ -124,18 +129,27 @@ def format_spec(spec: JobSpec) -> str:
     return f"{spec.name}:{params}"
 
 
-def bind(job_class: type[BaseCronJob], spec: JobSpec) -> inspect.BoundArguments:
-    """Bind the spec's params to ``job_class.run`` so a misfit fails before anything runs."""
+def bind(job_class: type[BaseCronJob], spec: JobSpec, reserved: Collection[str] = ()) -> inspect.BoundArguments:
+    """Bind the spec's params to ``job_class.run`` so a misfit fails before anything runs.
+
+    ``reserved`` names params that plugins consume (see
+    ``cronman_reserved_params``); they are left out.
+    """
     signature = inspect.signature(job_class.run)
     try:
-        return signature.bind(None, *spec.args, **spec.kwargs_dict)
+        return signature.bind(None, *spec.args, **spec.run_kwargs(reserved))
     except TypeError as exc:
         raise JobParamsError(f"params of {format_spec(spec)!r} do not fit {spec.name}.run(): {exc}") from exc
 
 
 def parse_and_bind(spec: str, registry: Any) -> tuple[JobSpec, type[BaseCronJob]]:
-    """Parse a spec, look its job up in ``registry`` and bind the params."""
+    """Parse a spec, look its job up in ``registry`` and bind the params.
+
+    Params reserved by the active plugins are left out of the binding.
+    """
+    from cronman_core.plugins import get_plugin_manager
+
     parsed = parse(spec)
     job_class = registry.get(parsed.name)
-    bind(job_class, parsed)
+    bind(job_class, parsed, get_plugin_manager().reserved_params)
     return parsed, job_class

@@ -9,6 +9,7 @@ built-in switch itself on from its own settings (``CRONMAN_CRONITOR_ENABLED``
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -66,6 +67,11 @@ class CronmanPluginManager(pluggy.PluginManager):
 
     def plugin_hooks(self, plugin: object) -> list[str]:
         return sorted(caller.name for caller in self.get_hookcallers(plugin) or ())
+
+    @functools.cached_property
+    def reserved_params(self) -> frozenset[str]:
+        """Job-spec params consumed by plugins (``cronman_reserved_params``)."""
+        return frozenset(name for names in self.hook.cronman_reserved_params() for name in names or ())
 
     def has_impl(self, hook_name: str) -> bool:
         return bool(getattr(self.hook, hook_name).get_hookimpls())

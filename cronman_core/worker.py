@@ -122,7 +122,7 @@ def run_job(job_spec: str) -> int:
             try:
                 pm.notify("cronman_job_started", run=run)
                 job = job_class(run)
-                job.run(*spec.args, **spec.kwargs_dict)
+                job.run(*spec.args, **spec.run_kwargs(pm.reserved_params))
             except JobKilled as killed:
                 run.finish(RunStatus.KILLED, f"killed by signal {killed.signum}")
                 keep_record = bool(job_class.can_resume)

@@ -95,6 +95,12 @@ def _job_ping(run: JobRun, state: str, flag: str | None = None) -> None:
 
 
 @hookimpl
+def cronman_reserved_params() -> list[str]:
+    """``cronitor_id=...`` in a job spec is ours, as in django-cronman: ``run()`` never sees it."""
+    return ["cronitor_id"]
+
+
+@hookimpl
 def cronman_job_started(run: JobRun) -> None:
     _job_ping(run, "run", "cronitor_ping_run")
 

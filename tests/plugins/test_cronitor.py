@@ -42,6 +42,8 @@ def test_job_spec_param_overrides_the_class_id(project, http_server):
     result = project.run("cron_worker", "run", "Monitored:cronitor_id=zz99")
     assert result.returncode == 0, result.stderr
     assert [path for _, path, _ in _seen(server)] == ["/zz99/run", "/zz99/complete"]
+    # a reserved param: Monitored.run() takes no cronitor_id and never sees it
+    assert [mark["fail"] for mark in project.read_marks()] == [""]
 
 
 def test_optional_run_and_fail_pings_can_be_dropped(project, http_server):

@@ -119,8 +119,8 @@ class Monitored(BaseCronJob):
     healthchecks_id = "5bd5e4c6-4c36-4b5a-9f3c-6b5bb1a0c0de"
     sentry_monitor_slug = "monitored-job"
 
-    def run(self, fail="", sleep="0", **monitor_params):
-        _mark("Monitored", {"fail": fail, "params": monitor_params})
+    def run(self, fail="", sleep="0"):
+        _mark("Monitored", {"fail": fail})
         time.sleep(float(sleep))
         if fail:
             raise RuntimeError(fail)
