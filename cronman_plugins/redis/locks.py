@@ -129,7 +129,7 @@ class RedisLockBackend(LockBackend):
     def acquire(self, key: str, record: RunRecord) -> Lock | None:
         record = replace(record, key=key)
         token = uuid.uuid4().hex
-        args = [token, self.ttl_ms, record.run_id, record.to_json()]
+        args: list[str | int] = [token, self.ttl_ms, record.run_id, record.to_json()]
         with rc.reachable():
             acquired = self.scripts["acquire"](keys=[self.lock_key(key), self.records_key], args=args)
         if not acquired:

@@ -43,4 +43,4 @@ def cronman_scheduler_tick(control: SchedulerControl, now: dt.datetime) -> None:
     try:
         apply_requests(control)
     except rc.errors() as exc:
-        logger.warning("remote control skipped this tick: %s; the scheduler runs on locally", rc.unavailable(exc))
+        logger.warning("remote control skipped this tick: %s", rc.unavailable(exc))

@@ -159,7 +159,7 @@ class RemoteControl:
     def take(self, host: str) -> Requests:
         """Atomically read the standing request, pop this host's request and kills."""
         keys = [self.status_key(ALL), self.status_key(host), self.kill_key(host)]
-        seconds, micros, standing, own, kills = self.redis.eval(_TAKE, len(keys), *keys)  # type: ignore[misc]
+        seconds, micros, standing, own, kills = self.redis.eval(_TAKE, len(keys), *keys)
         return Requests(int(seconds) + int(micros) / 1e6, standing, own, list(kills))
 
     def report(self, report: HostReport) -> None:
