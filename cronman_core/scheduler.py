@@ -68,19 +68,43 @@ def job_name(job_spec: str) -> str:
     return job_spec.partition(":")[0].strip()
 
 
-def collect_entries(pm: CronmanPluginManager) -> list[ScheduleEntry]:
-    """Every plugin's entries; a ``default`` entry yields to any other for its job."""
-    entries: list[ScheduleEntry] = []
-    for contributed in pm.hook.cronman_schedule_entries():
-        for item in contributed or ():
-            if not isinstance(item, ScheduleEntry):
-                time_spec, job_spec = item
-                item = ScheduleEntry(time_spec, job_spec, source="plugin")
-            entries.append(item)
-    if not any(entry.default for entry in entries):
-        return entries
-    overridden = {job_name(e.job_spec) for e in entries if not e.default}
-    return [e for e in entries if not (e.default and job_name(e.job_spec) in overridden)]
+class Schedule:
+    """Every plugin's entries, made as they are iterated (re-iterable).
+
+    A ``default`` entry yields to any other entry for its job name. Entries
+    are not kept in a list: a tick looks at each one once, so a 100,000-line
+    schedule costs little memory beyond its source's own data.
+    """
+
+    def __init__(self, parts: list[Iterable[ScheduleEntry | tuple[str, str]] | None]) -> None:
+        self.parts = parts
+
+    def _all(self) -> Iterator[ScheduleEntry]:
+        for part in self.parts:
+            for item in part or ():
+                if isinstance(item, ScheduleEntry):
+                    yield item
+                else:
+                    time_spec, job_spec = item
+                    yield ScheduleEntry(time_spec, job_spec, source="plugin")
+
+    def __iter__(self) -> Iterator[ScheduleEntry]:
+        names: set[str] = set()
+        defaults: list[ScheduleEntry] = []
+        for entry in self._all():
+            if entry.default:
+                defaults.append(entry)
+                continue
+            names.add(job_name(entry.job_spec))
+            yield entry
+        for entry in defaults:
+            if job_name(entry.job_spec) not in names:
+                yield entry
+
+
+def collect_entries(pm: CronmanPluginManager) -> Schedule:
+    """The schedule from every ``cronman_schedule_entries`` implementation."""
+    return Schedule(list(pm.hook.cronman_schedule_entries()))
 
 
 def scheduler_zone_name() -> str:
@@ -115,8 +139,10 @@ def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
         problems.append(Problem("cronman.E014", f"cannot load schedule entries: {exc}",
                                 "Fix CRONMAN_JOBS_MODULE / CRON_JOBS or the plugin that adds entries."))
         return problems
+    positions: dict[str, int] = {}
     for entry in entries:
-        where = f"{entry.source}: ({entry.time_spec!r}, {entry.job_spec!r})"
+        position = positions[entry.source] = positions.get(entry.source, -1) + 1
+        where = f"{entry.source}[{position}]: ({entry.time_spec!r}, {entry.job_spec!r})"
         try:
             parse_cron(entry.time_spec)
         except CronExprError as exc:
@@ -135,7 +161,7 @@ def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
                                     "(see manage.py cron_worker info)."))
             continue
         try:
-            bind(job_class, spec)
+            bind(job_class, spec, pm.reserved_params)
         except JobParamsError as exc:
             problems.append(Problem("cronman.E013", f"{where}: {exc}",
                                     f"Give the params that {spec.name}.run() accepts "
