@@ -20,7 +20,7 @@ class CronRunStatus(models.TextChoices):
     KILLED = RunStatus.KILLED, "Killed"
 
 
-class CronRunQuerySet(models.QuerySet):
+class CronRunQuerySet(models.QuerySet["CronRun"]):
     def purge(self, now: dt.datetime) -> int:
         """Delete runs that started before ``CRONMAN_HISTORY_DAYS`` days ago; return how many."""
         days = float(conf.get("CRONMAN_HISTORY_DAYS", DEFAULT_HISTORY_DAYS))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -57,7 +57,7 @@ class CronTaskAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: CronTask, form: Any, change: bool) -> None:
         if not change:
-            obj.user = request.user
+            obj.user = cast(Any, request.user)  # admin views only run for a logged-in staff user
         super().save_model(request, obj, form, change)
 
     @admin.action(description="Run again now", permissions=["add"])

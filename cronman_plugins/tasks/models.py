@@ -63,11 +63,11 @@ def validate_task(cron_job: str, params: str) -> str:
     return spec.params
 
 
-class CronTaskQuerySet(models.QuerySet):
+class CronTaskQuerySet(models.QuerySet["CronTask"]):
     def run_now(
         self,
         cron_job: str,
-        params: str = "",
+        params: str | None = None,
         user: Any = None,
         now: dt.datetime | None = None,
     ) -> CronTask:
