@@ -38,8 +38,13 @@ def guarded_write(
                     cursor.execute(f"SET LOCAL statement_timeout = {int(float(timeout) * 1000)}")
             return write()
     except DatabaseError as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        level = logging.DEBUG if first_line in _reported else logging.WARNING
-        _reported.add(first_line)
-        logger.log(level, "%s failed: %s", what, first_line)
+        log_database_error(logger, what, exc)
         return None
+
+
+def log_database_error(logger: logging.Logger, what: str, exc: DatabaseError) -> None:
+    """One warning line per distinct error and process; repeats go to debug (no log flood)."""
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    level = logging.DEBUG if first_line in _reported else logging.WARNING
+    _reported.add(first_line)
+    logger.log(level, "%s failed: %s", what, first_line)

@@ -31,7 +31,7 @@ from cronman_core.jobspec import parse_and_bind
 from cronman_core.process import create_time, hostname, verified_process
 from cronman_core.run import JobRun
 from cronman_core.utils import RESUMED_ENV
-from cronman_plugins._db import guarded_write
+from cronman_plugins._db import guarded_write, log_database_error
 from cronman_plugins.tasks.models import CronTask, CronTaskStatus
 
 logger = logging.getLogger("cronman.plugins.tasks")
@@ -104,7 +104,7 @@ def requested_runs(now: dt.datetime) -> list[str]:
     try:
         return [task.job_spec for task in claim_tasks(now)]
     except DatabaseError as exc:
-        logger.warning("cannot read Cron Tasks: %s", exc)
+        log_database_error(logger, "picking up Cron Tasks", exc)
         return []
 
 

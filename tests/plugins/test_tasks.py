@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import signal
 import subprocess
+import uuid
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import OperationalError
 from django.utils import timezone
 
 from cronman_core.process import hostname
@@ -143,6 +146,20 @@ def test_a_task_that_no_longer_fits_its_job_fails_at_pickup():
     assert runner.requested_runs(timezone.now()) == []
     task.refresh_from_db()
     assert task.status == "failed" and "do not fit TaskEcho.run()" in task.error
+
+
+def test_a_database_outage_at_pickup_is_one_warning_and_no_runs(monkeypatch, caplog):
+    message = f"database unreachable {uuid.uuid4().hex}"
+
+    def outage(now):
+        raise OperationalError(message)
+
+    monkeypatch.setattr(runner, "reap_dead_tasks", outage)
+    with caplog.at_level(logging.DEBUG, logger="cronman.plugins.tasks"):
+        assert runner.requested_runs(timezone.now()) == []
+        assert runner.requested_runs(timezone.now()) == []  # the daemon polls every second
+    levels = [record.levelname for record in caplog.records if message in record.getMessage()]
+    assert levels == ["WARNING", "DEBUG"]
 
 
 def test_unknown_name_in_allowed_cron_tasks_is_a_check_warning(settings):
