@@ -45,7 +45,7 @@ def plugin_enabled() -> bool:
 
 def register_task(app: celery.Celery) -> Any:
     """Register the worker task on ``app`` (idempotent); call it in the project's Celery module."""
-    return app.task(name=TASK_NAME, ignore_result=False)(run_worker)
+    return app.task(name=TASK_NAME)(run_worker)
 
 
 def get_app() -> celery.Celery:
