@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "CRONMAN_REDIS_HOST": "127.0.0.1",
     "CRONMAN_REDIS_PORT": 6379,
     "CRONMAN_REDIS_DB": 0,
+    "CRONMAN_REDIS_PASSWORD": None,
     # "" keeps django-cronman's key names for remote control requests.
     "CRONMAN_REDIS_PREFIX": "",
     "CRONMAN_REDIS_TIMEOUT": 5.0,
@@ -60,6 +61,7 @@ def get_client() -> redis.Redis:
         int(setting("CRONMAN_REDIS_PORT")),
         int(setting("CRONMAN_REDIS_DB")),
         float(setting("CRONMAN_REDIS_TIMEOUT")),
+        setting("CRONMAN_REDIS_PASSWORD"),
     )
     with _clients_lock:
         client = _clients.get(params)
@@ -68,11 +70,12 @@ def get_client() -> redis.Redis:
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
-            host, port, db, timeout = params
+            host, port, db, timeout, password = params
             client = _clients[params] = redis.Redis(
                 host=host,
                 port=port,
                 db=db,
+                password=password,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 1),
