@@ -266,18 +266,22 @@ def resume(target: str | None = None) -> list[ResumeResult]:
     return results
 
 
-def clean(target: str | None = None) -> list[RunRecord]:
-    """Forget dead records so ``resume`` will not restart them."""
+def clean(target: str | None = None, *, this_host: bool = False) -> list[RunRecord]:
+    """Forget dead records so ``resume`` will not restart them (``this_host``: only this host's)."""
     backend = get_lock_backend()
-    removed = _dead(backend, target)
+    removed = [record for record in _dead(backend, target) if not this_host or record.host == hostname()]
     for record in removed:
         backend.remove_record(record)
     return removed
 
 
 def suspend() -> tuple[list[RunRecord], list[WorkerEntry]]:
-    """Clean, then kill: the next ``resume`` restarts only what this kill stopped."""
-    return clean(), kill()
+    """Clean, then kill: the next ``resume`` restarts only what this kill stopped.
+
+    Only this host's records are cleaned: with a shared (Redis) backend, other
+    hosts' suspended runs stay resumable by their own hosts.
+    """
+    return clean(this_host=True), kill()
 
 
 __all__ = [

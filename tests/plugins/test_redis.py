@@ -165,6 +165,20 @@ def test_records_of_other_hosts_are_shown_not_signalled(tmp_path: Path, redis_se
             worker.wait()
 
 
+def test_suspend_leaves_other_hosts_resumable_records(tmp_path: Path, redis_server: RedisServer) -> None:
+    shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True)
+    host_a = make_host(tmp_path, shared, "host-a")
+    host_b = make_host(tmp_path, shared, "host-b")
+    worker = host_b.popen("cron_worker", "run", "Sleep:60,tag=b")
+    wait_for(lambda: any(m.get("tag") == "b" for m in host_b.read_marks()), timeout=60)
+    assert host_b.run("cron_worker", "kill", "Sleep").returncode == 0
+    worker.wait(timeout=30)
+    # host-a suspends (as a remote disable does): host-b's killed run must stay resumable.
+    assert host_a.run("cron_worker", "suspend").returncode == 0
+    status = json.loads(host_a.run("cron_worker", "status", "--json").stdout)
+    assert [(w["status"], w["host"], w["killed"]) for w in status["workers"]] == [("DEAD", "host-b", True)]
+
+
 # -- remote control -------------------------------------------------------------------------
 
 
