@@ -88,7 +88,7 @@ def errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean "Redis is unavailable" (redis-py imported lazily)."""
     import redis
 
-    return (redis.RedisError, OSError)
+    return (redis.RedisError,)  # redis-py wraps socket errors in its ConnectionError / TimeoutError
 
 
 def unavailable(exc: BaseException) -> RedisUnavailable:
