@@ -7,6 +7,7 @@ import datetime as dt
 from django.db import models
 
 from cronman_core import conf
+from cronman_core.backends import RunRecord
 from cronman_core.taxonomies import RunStatus
 
 #: Runs that started more than this many days ago are deleted by CleanCronTasks.
@@ -21,6 +22,25 @@ class CronRunStatus(models.TextChoices):
 
 
 class CronRunQuerySet(models.QuerySet["CronRun"]):
+    def close_vanished(self, now: dt.datetime) -> int:
+        """End the runs of this host still "running" whose worker is provably gone.
+
+        A worker killed with SIGKILL (or crashed) reports nothing; its run is
+        marked killed, without an end time, so the history never shows it
+        running forever.
+        """
+        from cronman_core.process import hostname, verified_process
+
+        vanished = [
+            run.pk
+            for run in self.filter(status=CronRunStatus.STARTED, host=hostname())
+            if verified_process(run.run_record()) is None
+        ]
+        return self.filter(pk__in=vanished, status=CronRunStatus.STARTED).update(
+            status=CronRunStatus.KILLED,
+            exit_reason=f"worker vanished (noticed {now:%Y-%m-%d %H:%M:%S} UTC)",
+        )
+
     def purge(self, now: dt.datetime) -> int:
         """Delete runs that started before ``CRONMAN_HISTORY_DAYS`` days ago; return how many."""
         days = float(conf.get("CRONMAN_HISTORY_DAYS", DEFAULT_HISTORY_DAYS))
@@ -41,6 +61,8 @@ class CronRun(models.Model):
     exit_reason = models.CharField(max_length=255, blank=True, default="")
     error = models.TextField(blank=True, default="")
     resumed = models.BooleanField(default=False)
+    #: Start time of the worker process: proves a live PID is still that worker.
+    process_started = models.FloatField(null=True, blank=True, editable=False)
 
     objects = CronRunQuerySet.as_manager()
 
@@ -51,3 +73,15 @@ class CronRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_spec} @ {self.started_at:%Y-%m-%d %H:%M:%S} ({self.status})"
+
+    def run_record(self) -> RunRecord:
+        """The worker as a run record, for ``verified_process``."""
+        return RunRecord(
+            key="",
+            job_spec=self.job_spec,
+            pid=self.pid,
+            host=self.host,
+            create_time=self.process_started,
+            run_id=self.run_id,
+            started_at=self.started_at.isoformat(),
+        )

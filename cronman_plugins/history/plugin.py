@@ -6,10 +6,12 @@ outage costs a warning line and never the job.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 
 from cronman_core import hookimpl
+from cronman_core.process import create_time
 from cronman_core.run import JobRun
 from cronman_plugins._db import guarded_write
 from cronman_plugins.history.models import CronRun
@@ -32,19 +34,19 @@ def _fields(run: JobRun) -> dict[str, object]:
     }
 
 
-def _record(run: JobRun, exit_reason: str = "") -> None:
+def _record(run: JobRun, exit_reason: str = "", **extra: object) -> None:
     guarded_write(
         logger,
         f"recording run {run.run_id} ({run.job_spec}) in the history",
         lambda: CronRun.objects.update_or_create(
-            run_id=run.run_id, defaults={**_fields(run), "exit_reason": exit_reason}
+            run_id=run.run_id, defaults={**_fields(run), "exit_reason": exit_reason, **extra}
         ),
     )
 
 
 @hookimpl
 def cronman_job_started(run: JobRun) -> None:
-    _record(run)
+    _record(run, process_started=create_time(run.pid))
 
 
 @hookimpl
@@ -55,6 +57,11 @@ def cronman_job_succeeded(run: JobRun) -> None:
 @hookimpl
 def cronman_job_failed(run: JobRun, exc: BaseException) -> None:
     _record(run, f"run() raised {type(exc).__name__}")
+
+
+@hookimpl
+def cronman_scheduler_tick_done(now: dt.datetime) -> None:
+    guarded_write(logger, "closing runs of vanished workers", lambda: CronRun.objects.close_vanished(now))
 
 
 @hookimpl

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 from cronman_core.errors import CronmanError
-from cronman_plugins.history.models import CronRun
+from cronman_plugins.history.models import CronRun, CronRunStatus
 
 logger = logging.getLogger("cronman.plugins.history")
 
@@ -98,7 +98,7 @@ def _lock_holders() -> dict[str, str]:
 def _bar(run: CronRun, start: dt.datetime, now: dt.datetime, tz: dt.tzinfo) -> Bar:
     scale = PLOT_WIDTH / WINDOW.total_seconds()
     begin = max(run.started_at, start)
-    end = run.finished_at or now
+    end = run.finished_at or (now if run.status == CronRunStatus.STARTED else begin)
     title = f"{run.job_spec} — {run.status}, {run.started_at.astimezone(tz):%Y-%m-%d %H:%M:%S}"
     if run.duration is not None:
         title += f", {run.duration:.1f} s"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import subprocess
 
 import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
 from cronman_core.jobspec import parse
+from cronman_core.process import create_time, hostname
 from cronman_core.run import JobRun
 from cronman_plugins.history import plugin
 from cronman_plugins.history.models import CronRun
@@ -58,6 +61,21 @@ def test_a_database_error_never_reaches_the_job(monkeypatch, caplog):
         failed_run("outage")  # does not raise
     assert "database is down" in caplog.text
     assert CronRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_runs_of_vanished_workers_are_closed_at_each_tick():
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    common = {"job_name": "Sleep", "job_spec": "Sleep", "started_at": timezone.now(), "status": "started"}
+    CronRun.objects.create(run_id="dead", host=hostname(), pid=dead.pid, process_started=1.0, **common)
+    CronRun.objects.create(run_id="alive", host=hostname(), pid=os.getpid(),
+                           process_started=create_time(os.getpid()), **common)
+    CronRun.objects.create(run_id="elsewhere", host="other-host", pid=dead.pid, process_started=1.0, **common)
+    plugin.cronman_scheduler_tick_done(now=timezone.now())
+    status = dict(CronRun.objects.values_list("run_id", "status"))
+    assert status == {"dead": "killed", "alive": "started", "elsewhere": "started"}
+    assert CronRun.objects.get(run_id="dead").exit_reason.startswith("worker vanished")
 
 
 @pytest.mark.django_db
