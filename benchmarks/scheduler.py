@@ -347,29 +347,79 @@ def bench_lateness(fires: int, scale: float) -> None:
 # -- fifty ----------------------------------------------------------------------------
 
 
-def bench_fifty(jobs: int) -> None:
+OLD_PROJECT = {
+    "manage.py": "import sys\nfrom django.core.management import execute_from_command_line\n"
+                 "execute_from_command_line(sys.argv)\n",
+    "old_settings.py": "SECRET_KEY = 'b'\nINSTALLED_APPS = ['django.contrib.contenttypes', "
+                       "'django.contrib.auth', 'cronman', 'oldbench']\n"
+                       "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}}\n"
+                       "CRONMAN_JOBS_MODULE = 'bench_schedule'\nCRONMAN_DATA_DIR = @DATA@\n",
+    "oldbench/__init__.py": "",
+    "oldbench/cron_jobs.py": (
+        "import json, os, time\n"
+        "from cronman.job import BaseCronJob, cron_job_registry\n\n\n"
+        "class MarkTime(BaseCronJob):\n"
+        "    lock_type = None\n\n"
+        "    def run(self, tag='', seconds='0'):\n"
+        "        with open(os.environ['CRONMAN_TEST_MARKS'], 'a') as f:\n"
+        "            f.write(json.dumps({'tag': tag, 't': time.time(), 'pid': os.getpid()}) + '\\n')\n"
+        "        time.sleep(float(seconds))\n\n\n"
+        "cron_job_registry.register(MarkTime)\n"
+    ),
+}
+
+
+def fifty_tick(argv: list[str], env: dict[str, str], cwd: Path, marks: Path, jobs: int) -> str:
+    """Start one tick at a minute start; wait until ``jobs`` workers are in run(); measure."""
     import psutil
 
+    wait_for_minute_start()
+    start = time.time()
+    tick = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tick_done = None
+    while True:
+        lines = marks.read_text().splitlines() if marks.exists() else []
+        if tick_done is None and tick.poll() is not None:
+            tick_done = time.time() - start
+        if len(lines) >= jobs:
+            break
+        time.sleep(0.01)
+    found = [json.loads(line) for line in lines]
+    inside = max(m["t"] for m in found) - start
+    workers = [psutil.Process(m["pid"]) for m in found]
+    rss = sum(p.memory_info().rss for p in workers) / 2**20
+    uss = sum(p.memory_full_info().uss for p in workers) / 2**20
+    tick.wait()
+    for p in workers:
+        p.terminate()
+    done = f"{tick_done:.2f} s" if tick_done is not None else "after the last worker"
+    return (f"all {jobs} inside run() after {inside:.2f} s (tick process done {done}); "
+            f"workers' RSS {rss:.0f} MiB in total (USS {uss:.0f} MiB)")
+
+
+def bench_fifty(jobs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        project = make_project(work, [("* * * * *", f"MarkTime:tag={i},seconds=20") for i in range(jobs)])
-        project.run("cron_scheduler", "run")  # warm: bytecode, a watermark
-        wait_for_minute_start()
-        start = time.time()
-        tick = subprocess.Popen(project.argv("cron_scheduler", "run"), env=project.env(),
-                                cwd=project.path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        while len(project.read_marks()) < jobs:
-            time.sleep(0.01)
-        marks = project.read_marks()
-        inside = max(m["t"] for m in marks) - start
-        workers = [psutil.Process(m["pid"]) for m in marks]
-        rss = sum(p.memory_info().rss for p in workers) / 2**20
-        uss = sum(p.memory_full_info().uss for p in workers) / 2**20
-        tick.wait()
-        print(f"one tick with {jobs} due jobs: all inside run() after {inside:.2f} s; "
-              f"workers' RSS {rss:.0f} MiB in total (USS {uss:.0f} MiB)")
-        for p in workers:
-            p.terminate()
+        pairs = [("* * * * *", f"MarkTime:tag={i},seconds=20") for i in range(jobs)]
+        project = make_project(work, pairs)
+        for action in ("disable", "run", "enable"):  # a watermark, nothing started yet
+            project.run("cron_scheduler", action)
+        print(f"cronman, one tick with {jobs} due jobs: "
+              + fifty_tick(project.argv("cron_scheduler", "run"), project.env(), project.path,
+                           project.marks, jobs), flush=True)
+        old = work / "old"
+        data = old / "data"
+        data.mkdir(parents=True, mode=0o700)
+        for name, text in OLD_PROJECT.items():
+            (old / name).parent.mkdir(parents=True, exist_ok=True)
+            (old / name).write_text(text.replace("@DATA@", repr(str(data))))
+        write_schedule(old, "bench_schedule", pairs)
+        marks = old / "marks.jsonl"
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="old_settings", PYTHONPATH=str(old),
+                   CRONMAN_TEST_MARKS=str(marks))
+        argv = [str(old_python()), "manage.py", "cron_scheduler", "run"]
+        print(f"django-cronman 3.0.0, one tick with {jobs} due jobs: "
+              + fifty_tick(argv, env, old, marks, jobs), flush=True)
 
 
 def main() -> None:
