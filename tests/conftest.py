@@ -1,4 +1,7 @@
 import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,10 +24,25 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; each project gets a copy."""
+    path = tmp_path_factory.mktemp("db") / "migrated.sqlite3"
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings", PYTHONPATH=str(REPO),
+               CRONMAN_TEST_DB=str(path))
+    subprocess.run([sys.executable, "-m", "django", "migrate", "--verbosity", "0"], env=env, cwd=REPO,
+                   check=True, timeout=120)
+    return path
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> CronmanProject:
-    """A throwaway project on tests.settings with its own data dir."""
-    return CronmanProject(tmp_path / "project", "tests.settings", pythonpath=[REPO])
+def project(tmp_path: Path, migrated_sqlite: Path) -> CronmanProject:
+    """A throwaway project on tests.settings with its own data dir and migrated SQLite file."""
+    project = CronmanProject(tmp_path / "project", "tests.settings", pythonpath=[REPO])
+    db = project.path / "db.sqlite3"
+    shutil.copyfile(migrated_sqlite, db)
+    project.extra_env["CRONMAN_TEST_DB"] = str(db)
+    return project
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
