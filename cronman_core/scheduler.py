@@ -43,6 +43,7 @@ from cronman_core.errors import (
     JobParamsError,
     JobSpecError,
     UnknownJobError,
+    UsageError,
 )
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.schedule import ScheduleEntry
@@ -84,9 +85,11 @@ class Schedule:
             for item in part or ():
                 if isinstance(item, ScheduleEntry):
                     yield item
+                elif isinstance(item, tuple | list) and len(item) == 2:
+                    yield ScheduleEntry(item[0], item[1], source="plugin")
                 else:
-                    time_spec, job_spec = item
-                    yield ScheduleEntry(time_spec, job_spec, source="plugin")
+                    raise UsageError(f"a plugin gave a schedule entry that is not a "
+                                     f"(time spec, job spec) pair: {item!r}")
 
     def __iter__(self) -> Iterator[ScheduleEntry]:
         names: set[str] = set()
@@ -134,8 +137,8 @@ def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
         problems.append(Problem("cronman.E015", str(exc), "Set CRONMAN_TIME_ZONE (or TIME_ZONE) "
                                 "to an IANA zone name such as 'Europe/London'."))
     try:
-        entries = collect_entries(pm)
-    except (CronmanError, TypeError, ValueError) as exc:
+        entries = list(collect_entries(pm))
+    except CronmanError as exc:
         problems.append(Problem("cronman.E014", f"cannot load schedule entries: {exc}",
                                 "Fix CRONMAN_JOBS_MODULE / CRON_JOBS or the plugin that adds entries."))
         return problems

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cronman_core import hookimpl
 from cronman_core.cronexpr import CronExprError, normalize, parse_cron
+from cronman_core.errors import UsageError
 from cronman_core.job import BaseCronJob, cron_job_registry
 from cronman_core.plugins import CronmanPluginManager
 from cronman_core.schedule import ScheduleEntry
@@ -228,6 +229,13 @@ def test_default_entry_yields_to_another_entry_for_the_same_job() -> None:
     pm.register(_Source([("0 * * * *", "Tasks:fast=1"), ("@daily", "Noop")]))
     found = {(e.time_spec, e.job_spec) for e in collect_entries(pm)}
     assert found == {("*/9 * * * *", "Other"), ("0 * * * *", "Tasks:fast=1"), ("@daily", "Noop")}
+
+
+def test_malformed_plugin_entry_is_a_usage_error() -> None:
+    pm = CronmanPluginManager()
+    pm.register(_Source([("* * * * *",)]))
+    with pytest.raises(UsageError, match="not a \\(time spec, job spec\\) pair"):
+        list(collect_entries(pm))
 
 
 # -- the property: every covered occurrence within grace fires exactly once, none early ----
