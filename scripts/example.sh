@@ -25,14 +25,14 @@ step python manage.py cron_scheduler next 2
 "$PY" manage.py cron_scheduler next 2
 step python manage.py cron_scheduler run
 "$PY" manage.py cron_scheduler run
-sleep 2
+sleep 1.5
 step python manage.py cron_worker status
 "$PY" manage.py cron_worker status
 seconds=${EXAMPLE_SECONDS:-65}
 if [ "$seconds" -gt 0 ]; then
   step timeout -s TERM "$seconds" python manage.py cron_scheduler daemon
   timeout --preserve-status -s TERM "$seconds" "$PY" manage.py cron_scheduler daemon
-  sleep 2
+  sleep 6
 fi
 step python manage.py cron_worker status
 "$PY" manage.py cron_worker status

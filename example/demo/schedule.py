@@ -1,7 +1,7 @@
 """The example project's schedule (CRONMAN_JOBS_MODULE)."""
 
 CRON_JOBS = (
-    ("* * * * *", "HelloWorld:world"),
+    ("* * * * *", "HelloWorld:world,sleep=5"),
     ("*/2 * * * *", "Report:acme,dry_run=yes"),
     ("   15   5   *   *   *", "Flaky"),
     ("@hourly", "HelloWorld:'hourly visitor'"),

@@ -19,6 +19,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "cronman_core",
+    "cronman_plugins.tasks",  # Admin > Cron > Cron Tasks
+    "cronman_plugins.history",  # run history and timeline in the admin
     "demo",
 ]
 MIDDLEWARE = [
