@@ -194,7 +194,6 @@ class Missed:
     entry: ScheduleEntry
     first: int
     count: int  # capped at MISSED_COUNT_LIMIT
-    cutoff: float
 
 
 @dataclass
@@ -284,7 +283,7 @@ def _due_or_missed(
         while instant is not None and instant < cutoff and count < MISSED_COUNT_LIMIT:
             count += 1
             instant = expr.next_fire(instant, tz)
-        decision.missed.append(Missed(entry, first, count, cutoff))
+        decision.missed.append(Missed(entry, first, count))
         after = max(after, math.ceil(cutoff) - 1)
     slots = expr.fires_between(after, now, tz)
     if slots:

@@ -372,3 +372,49 @@ def test_daemon_ticks_at_every_minute_and_survives_a_failing_tick() -> None:
     assert scheduler.ticks[0] == at(10, 0, 30)  # at start, to catch up
     assert [t - at(10, 0) for t in scheduler.ticks[1:]] == pytest.approx([60, 120, 180], abs=0.01)
     assert [str(e) for e in scheduler.reported] == ["tick broke"]
+
+
+class _SteppingClock(_FakeClock):
+    """A fake clock whose wall time jumps at given instants, and that stops the loop at ``end``."""
+
+    def __init__(self, start: float, steps: dict[float, float], end: float) -> None:
+        super().__init__(start)
+        self.steps = steps
+        self.end = end
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        self.now += max(seconds, 0.001)
+        for when, to in list(self.steps.items()):
+            if self.now >= when:
+                self.now = to
+                del self.steps[when]
+        if self.now >= self.end:
+            event.set()
+        return event.is_set()
+
+
+def test_daemon_with_clock_steps_neither_repeats_nor_loses_a_fire(tmp_path, settings, monkeypatch) -> None:
+    import cronman_plugins.pidfile
+    from cronman_core import spawn
+    from cronman_core.scheduler import Scheduler
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    settings.CRONMAN_DATA_DIR = str(data_dir)
+    settings.CRONMAN_TIME_ZONE = "UTC"
+    pm = CronmanPluginManager()
+    pm.register(_Source([("* * * * *", "Noop")]))
+    pm.register(cronman_plugins.pidfile)
+    clock = _SteppingClock(
+        at(10, 0, 30),
+        {at(10, 3, 10): at(9, 58, 10), at(10, 7, 30): at(10, 20, 5)},  # back 5 min, then forward 13
+        end=at(10, 21, 30),
+    )
+    spawned: list[float] = []
+    monkeypatch.setattr(spawn, "spawn_job", lambda spec: spawned.append(clock.now))
+    stop = threading.Event()
+    run_daemon(Scheduler(pm=pm, clock=clock), stop)
+    minutes = [at(10, m) for m in (1, 2, 3, 4, 5, 6, 7)]
+    assert spawned == [at(10, 0, 30), *minutes, at(10, 20, 5), at(10, 21)]
+    claims = sorted(p.name for p in (data_dir / "claims").glob("*.claim"))
+    assert len(claims) == 22  # every minute 10:00 .. 10:21 claimed once, 10:08-10:20 in one run
