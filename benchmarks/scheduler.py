@@ -191,8 +191,9 @@ OLD_TICK = r"""
 import sys
 import django
 from django.conf import settings
-settings.configure(SECRET_KEY="b", INSTALLED_APPS=["cronman"], CRONMAN_JOBS_MODULE=sys.argv[1],
-                   CRONMAN_DATA_DIR=sys.argv[2], DATABASES={})
+settings.configure(SECRET_KEY="b", CRONMAN_JOBS_MODULE=sys.argv[1], CRONMAN_DATA_DIR=sys.argv[2],
+                   INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "cronman"],
+                   DATABASES={})
 django.setup()
 from cronman.spawner import CronSpawner
 CronSpawner.start_worker = lambda self, job_spec: 1  # measure the tick, not the workers

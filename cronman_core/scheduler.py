@@ -239,14 +239,17 @@ def decide(
         cache = {}
     decision = Decision(watermark=now, reset=reset)
     resolved: dict[str, int | None] = {}
-    keys: dict[str, str] = {}
+    # Most time specs are already normal and key ``resolved`` themselves: only
+    # the others (extra spaces, aliases) are mapped, to keep memory flat.
+    odd: dict[str, str] = {}
     changed = False
     for entry in entries:
-        key = keys.get(entry.time_spec)
+        raw = entry.time_spec
+        key = raw if raw in resolved else odd.get(raw)
         if key is None:
-            key = normalize(entry.time_spec)
-            # Keep the entry's own string when it is already normal: less memory.
-            key = keys[entry.time_spec] = entry.time_spec if key == entry.time_spec else key
+            key = normalize(raw)
+            if key != raw:
+                odd[raw] = key
         if key in resolved:
             first = resolved[key]
         else:
@@ -315,12 +318,15 @@ def grace_of(entry: ScheduleEntry) -> float:
 # -- state in the data dir --------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` whole and durably: temp file, fsync, rename, fsync the dir."""
+def _write_atomic(path: Path, data: Iterable[str]) -> None:
+    """Replace ``path`` whole and durably: temp file, fsync, rename, fsync the dir.
+
+    ``data`` comes in chunks, so a big next-fire cache is never one big string.
+    """
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
@@ -382,7 +388,7 @@ class SchedulerState:
             stored = watermark if reset else max(watermark, float(current.get("watermark") or watermark))
             pruned = max(pruned_at or 0.0, float(current.get("pruned_at") or 0.0))
             data = {"version": STATE_VERSION, "watermark": stored, "pruned_at": pruned}
-            _write_atomic(self.watermark_path, json.dumps(data).encode())
+            _write_atomic(self.watermark_path, [json.dumps(data)])
         return stored
 
     def read_cache(self, zone: str) -> tuple[dict[str, int | None] | None, float | None]:
@@ -402,7 +408,7 @@ class SchedulerState:
 
     def write_cache(self, zone: str, as_of: float, cache: dict[str, int | None]) -> None:
         data = {"version": STATE_VERSION, "zone": zone, "as_of": as_of, "next": cache}
-        _write_atomic(self.cache_path, json.dumps(data, separators=(",", ":")).encode())
+        _write_atomic(self.cache_path, json.JSONEncoder(separators=(",", ":")).iterencode(data))
         info = os.stat(self.cache_path)
         self._cache, self._cache_as_of = cache, as_of
         self._cache_stamp = (info.st_ino, info.st_mtime_ns, info.st_size)

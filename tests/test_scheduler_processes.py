@@ -82,7 +82,8 @@ def test_disabled_ticks_spawn_nothing_and_advance_the_watermark(project: Cronman
     off = project.run("cron_scheduler", "run")
     assert off.returncode == 0 and "Scheduler is disabled" in off.stdout
     assert read_watermark(project) >= now
-    assert project.run("cron_scheduler", "enable").returncode == 0
+    assert project.run("cron_scheduler", "disable").stdout.strip() == "Scheduler was already disabled."
+    assert project.run("cron_scheduler", "enable").stdout.strip() == "Scheduler enabled."
     on = project.run("cron_scheduler", "run")
     assert on.returncode == 0 and "started" not in on.stderr  # not caught up after enable
     assert project.read_marks() == []

@@ -58,12 +58,16 @@ class Command(CronmanCommand):
             run_daemon(scheduler, stop)
 
     def handle_enable(self, workers: bool = False, **options: Any) -> None:
-        Scheduler().control.enable(workers=workers)
-        self.stdout.write("Scheduler enabled." + (" Workers resume at the next tick." if workers else ""))
+        control = Scheduler().control
+        was = "Scheduler was already enabled." if control.is_enabled() else "Scheduler enabled."
+        control.enable(workers=workers)
+        self.stdout.write(was + (" Workers resume at the next tick." if workers else ""))
 
     def handle_disable(self, workers: bool = False, **options: Any) -> None:
-        Scheduler().control.disable(workers=workers)
-        self.stdout.write("Scheduler disabled." + (" Running workers suspended." if workers else ""))
+        control = Scheduler().control
+        was = "Scheduler disabled." if control.is_enabled() else "Scheduler was already disabled."
+        control.disable(workers=workers)
+        self.stdout.write(was + (" Running workers suspended." if workers else ""))
 
     def handle_next(self, count: int = 5, **options: Any) -> None:
         scheduler = Scheduler()
