@@ -17,7 +17,7 @@ fifty:    one real tick with N due jobs: from starting ``cron_scheduler run`` un
           all N workers are inside ``run()``, and the workers' RSS then.
 
 Entries are generated deterministically (seed 1) with a realistic mix: daily at
-a random time, weekly, monthly, every few hours; about 80 fire per minute at
+a random time, weekly, monthly, every few hours; about 40 fire per minute at
 100,000 entries.
 """
 
