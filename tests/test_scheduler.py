@@ -418,3 +418,44 @@ def test_daemon_with_clock_steps_neither_repeats_nor_loses_a_fire(tmp_path, sett
     assert spawned == [at(10, 0, 30), *minutes, at(10, 20, 5), at(10, 21)]
     claims = sorted(p.name for p in (data_dir / "claims").glob("*.claim"))
     assert len(claims) == 22  # every minute 10:00 .. 10:21 claimed once, 10:08-10:20 in one run
+
+
+class _Requests:
+    """A task source: every call returns one request; counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl
+    def cronman_requested_runs(self, now: dt.datetime) -> list[str]:
+        self.calls += 1
+        return [f"Echo:request{self.calls}"]
+
+
+def test_requested_runs_at_each_tick_polled_by_the_daemon_and_not_while_disabled(
+    tmp_path, settings, monkeypatch
+) -> None:
+    import cronman_plugins.pidfile
+    from cronman_core import spawn
+    from cronman_core.scheduler import Scheduler
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    settings.CRONMAN_DATA_DIR = str(data_dir)
+    settings.CRONMAN_TASK_POLL_INTERVAL = 5
+    requests = _Requests()
+    pm = CronmanPluginManager()
+    pm.register(_Source([("0 0 1 1 *", "Noop")]))
+    pm.register(cronman_plugins.pidfile)
+    pm.register(requests)
+    spawned: list[str] = []
+    monkeypatch.setattr(spawn, "spawn_job", spawned.append)
+    clock = _SteppingClock(at(10, 0, 30), {}, end=at(10, 1, 30))
+    scheduler = Scheduler(pm=pm, clock=clock)
+    run_daemon(scheduler, threading.Event())
+    # Ticks at 10:00:30 and 10:01:00; polls every 5 s after each, until 10:01:30.
+    assert spawned == [f"Echo:request{n}" for n in range(1, requests.calls + 1)]
+    assert requests.calls == 12  # 2 ticks + 5 polls after each
+    scheduler.control.disable()
+    calls = requests.calls
+    assert scheduler.tick().spawned == [] and requests.calls == calls
