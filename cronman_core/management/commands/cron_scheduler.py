@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import threading
 from typing import Any
 
@@ -13,8 +14,6 @@ from cronman_core.scheduler import Scheduler, run_daemon, stop_on_signals
 
 
 def _positive(text: str) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
