@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.checks import Error, register
+from django.core.checks import CheckMessage, Error, register
+from django.core.checks import Warning as CheckWarning
 
 from cronman_core.errors import DataDirError, PluginError
 
@@ -34,8 +35,8 @@ def check_plugins_and_data_dir(app_configs: Any = None, **kwargs: Any) -> list[E
 
 
 @register("cronman")
-def check_schedule(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    """Schedule entries that could never run (ids cronman.E010-E015), before any tick."""
+def check_schedule(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Schedule entries that could never run (cronman.E010-E015, W010), before any tick."""
     from cronman_core.plugins import get_plugin_manager
     from cronman_core.scheduler import schedule_problems
 
@@ -43,4 +44,7 @@ def check_schedule(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         pm = get_plugin_manager()
     except PluginError:
         return []  # reported as cronman.E001
-    return [Error(p.message, hint=p.hint, id=p.id) for p in schedule_problems(pm)]
+    return [
+        (CheckWarning if ".W" in p.id else Error)(p.message, hint=p.hint, id=p.id)
+        for p in schedule_problems(pm)
+    ]

@@ -118,7 +118,7 @@ def scheduler_zone_name() -> str:
 
 @dataclass(frozen=True)
 class Problem:
-    """A schedule problem for ``manage.py check``: check id, message, hint."""
+    """A schedule problem for ``manage.py check``: check id (``E`` error, ``W`` warning), message, hint."""
 
     id: str
     message: str
@@ -147,10 +147,14 @@ def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
         position = positions[entry.source] = positions.get(entry.source, -1) + 1
         where = f"{entry.source}[{position}]: ({entry.time_spec!r}, {entry.job_spec!r})"
         try:
-            parse_cron(entry.time_spec)
+            expr = parse_cron(entry.time_spec)
         except CronExprError as exc:
             problems.append(Problem("cronman.E010", f"{where}: {exc}", "Use 5 fields (minute hour "
                                     "day-of-month month day-of-week) or an alias such as @hourly."))
+        else:
+            if not expr.possible:
+                problems.append(Problem("cronman.W010", f"{where}: no date matches {expr.text!r}, "
+                                        "it never fires", "Check the day-of-month and month fields."))
         try:
             spec = parse(entry.job_spec)
             job_class = cron_job_registry.get(spec.name)

@@ -7,6 +7,7 @@ import stat
 import uuid
 
 import pytest
+from django.core.checks import WARNING
 
 from cronman_core.checks import check_schedule
 from cronman_core.testing import CronmanProject
@@ -53,6 +54,13 @@ def test_each_problem_has_its_id_source_and_hint(schedule_module) -> None:
     assert "unbalanced quotes" in by_id["cronman.E012"].msg
     assert "do not fit Hello.run()" in by_id["cronman.E013"].msg
     assert all(e.hint for e in errors)
+
+
+def test_expression_no_date_matches_is_a_warning(schedule_module) -> None:
+    schedule_module('CRON_JOBS = (("0 0 30 2 *", "Noop"), ("0 0 29 2 *", "Noop"))\n')
+    (warning,) = check_schedule()
+    assert (warning.id, warning.level) == ("cronman.W010", WARNING)
+    assert "CRON_JOBS[0]" in warning.msg and "never fires" in warning.msg
 
 
 def test_good_schedule_has_no_errors(schedule_module) -> None:
