@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+from collections.abc import Callable, Iterator
 from functools import cache
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from cronman_core.backends import RunRecord
@@ -100,3 +104,18 @@ def proven_alive(records: list[RunRecord]) -> list[bool]:
                 alive = abs(started - record.create_time) <= CREATE_TIME_TOLERANCE
         flags.append(alive)
     return flags
+
+
+#: The signals that ask a cronman process to stop (``kill``, Ctrl-C, systemd, Kubernetes).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Handle SIGTERM / SIGINT with ``handler`` inside the block, restoring the old handlers after."""
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import signal
 import tempfile
 import threading
 import time
@@ -46,6 +45,7 @@ from cronman_core.errors import (
     UsageError,
 )
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
+from cronman_core.process import on_stop_signals
 from cronman_core.schedule import ScheduleEntry
 
 logger = logging.getLogger("cronman.scheduler")
@@ -592,15 +592,19 @@ class Scheduler:
         backend = get_lock_backend(self.pm)
         for run in due:
             ttl = grace_of(run.entry) + CLAIM_MARGIN
-            won = [backend.claim(claim_key(run.entry, slot), ttl) for slot in run.slots]
-            if not any(won):
+            # The newest fire time decides: whoever wins it runs, and that run
+            # covers the older missed ones too. Claiming them afterwards keeps a
+            # lagging tick (another host, an older watermark) from running them
+            # again; a tick that loses the newest one starts nothing.
+            if not backend.claim(claim_key(run.entry, run.fire_time), ttl):
                 logger.debug("%s at %s already fired elsewhere", run.entry.job_spec, run.fire_time)
                 continue
+            won = 1 + sum(backend.claim(claim_key(run.entry, slot), ttl) for slot in run.slots[:-1])
             late = result.now - run.fire_time
             if self._spawn(run.entry.job_spec, result):
                 logger.info(
                     "started %s for %s (%d slot(s), %.3f s after its time)",
-                    run.entry.job_spec, _fmt(run.fire_time, self.tz), sum(won), late,
+                    run.entry.job_spec, _fmt(run.fire_time, self.tz), won, late,
                 )
 
     def _start_requested(self, now: float, result: TickResult) -> None:
@@ -729,9 +733,5 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
         logger.info("got signal %d: finishing the tick and exiting", signum)
         stop.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with on_stop_signals(handler):
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

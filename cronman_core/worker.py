@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import FrameType
 
 from cronman_core import conf
@@ -16,7 +13,7 @@ from cronman_core.datadir import get_data_dir
 from cronman_core.job import BaseCronJob, cron_job_registry
 from cronman_core.jobspec import JobSpec, format_spec, parse_and_bind
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
-from cronman_core.process import create_time
+from cronman_core.process import create_time, on_stop_signals
 from cronman_core.run import JobRun
 from cronman_core.taxonomies import LockType, RunStatus
 from cronman_core.utils import is_cron_process_resumed
@@ -81,17 +78,8 @@ def _acquire(
     return None
 
 
-@contextmanager
-def _signals_raise_killed() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise JobKilled(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def _raise_killed(signum: int, frame: FrameType | None) -> None:
+    raise JobKilled(signum)
 
 
 def run_job(job_spec: str) -> int:
@@ -118,7 +106,7 @@ def run_job(job_spec: str) -> int:
                 return EXIT_OK
     keep_record = False
     try:
-        with _signals_raise_killed():
+        with on_stop_signals(_raise_killed):
             try:
                 pm.notify("cronman_job_started", run=run)
                 job = job_class(run)

@@ -24,6 +24,14 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """An empty private (0700) data dir."""
+    path = tmp_path / "data"
+    path.mkdir(mode=0o700)
+    return path
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated once per session; each project gets a copy."""

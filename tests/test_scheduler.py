@@ -459,3 +459,39 @@ def test_requested_runs_at_each_tick_polled_by_the_daemon_and_not_while_disabled
     scheduler.control.disable()
     calls = requests.calls
     assert scheduler.tick().spawned == [] and requests.calls == calls
+
+
+def test_catch_up_runs_only_for_the_tick_that_wins_the_newest_fire_time(tmp_path, settings, monkeypatch) -> None:
+    """Two hosts coalescing different missed sets never both run: the newest slot decides."""
+    import cronman_plugins.pidfile
+    from cronman_core import spawn
+    from cronman_core.scheduler import Scheduler
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    settings.CRONMAN_DATA_DIR = str(data_dir)
+    settings.CRONMAN_TIME_ZONE = "UTC"
+    pm = CronmanPluginManager()
+    source = entry("* * * * *", "Noop")
+    pm.register(_Source([(source.time_spec, source.job_spec)]))
+    pm.register(cronman_plugins.pidfile)
+    spawned: list[str] = []
+    monkeypatch.setattr(spawn, "spawn_job", lambda spec: spawned.append(spec))
+    backend = cronman_plugins.pidfile.PidfileBackend(data_dir)
+
+    # another host already ran the newest slot (10:05): this tick covers 10:01-10:05 and runs nothing
+    assert backend.claim(claim_key(source, int(at(10, 5))), 3600)
+    clock = _FakeClock(at(10, 0, 30))
+    scheduler = Scheduler(pm=pm, clock=clock)
+    scheduler.tick()  # first tick: watermark 09:59:30, fires 10:00
+    assert spawned == ["Noop"]
+    clock.now = at(10, 5, 10)
+    scheduler.tick()
+    assert spawned == ["Noop"]
+
+    # an older slot claimed elsewhere does not stop the run for the newest one
+    assert backend.claim(claim_key(source, int(at(10, 7))), 3600)
+    clock.now = at(10, 8, 10)
+    scheduler.tick()
+    assert spawned == ["Noop", "Noop"]
+    assert not backend.claim(claim_key(source, int(at(10, 6))), 3600)  # claimed by the run at 10:08

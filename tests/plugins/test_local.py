@@ -31,13 +31,6 @@ def _command(*args: str, **env: str) -> WorkerCommand:
     )
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "data"
-    path.mkdir(mode=0o700)
-    return path
-
-
 def test_spawned_worker_leads_its_session_with_the_commands_env_and_a_private_log(data_dir):
     handle = LocalSpawner(data_dir).spawn(_command("$(touch /tmp/x);", MARK="from-env"))
     assert handle.pid and handle.log_path

@@ -12,13 +12,6 @@ from cronman_plugins.pidfile import PidfileBackend
 from tests.conftest import wait_for
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "data"
-    path.mkdir(mode=0o700)
-    return path
-
-
 class TestPidfileContract(LockBackendContract):
     @pytest.fixture
     def lock_backend(self, data_dir: Path) -> PidfileBackend:
