@@ -5,7 +5,12 @@ prints median wall time and peak RSS, and their ratio. Then measures plugin
 loading (``build_plugin_manager``) with 250 extra installed distributions
 on ``sys.path``.
 
-    .venv/bin/python benchmarks/worker_startup.py [--runs 10]
+The default settings are a minimal project (auth, contenttypes, cronman_core
+and the test jobs): the worker's own cost. ``--settings tests.settings``
+measures the full test project, whose run-history plugin writes every run
+to the database.
+
+    .venv/bin/python benchmarks/worker_startup.py [--runs 10] [--settings MODULE]
 """
 
 from __future__ import annotations
@@ -34,6 +39,15 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
+MINIMAL_SETTINGS = """
+SECRET_KEY = "benchmark"
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "cronman_core", "tests.testapp"]
+DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}}}
+USE_TZ = True
+CRONMAN_DATA_DIR = {data_dir!r}
+"""
+
+
 def fake_distributions(root: Path, count: int) -> None:
     """``count`` installed-looking distributions, a few with entry points of other groups."""
     for i in range(count):
@@ -60,12 +74,14 @@ print(n, statistics.median(times))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--settings", help="settings module (default: a minimal project)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp, "data")
         data_dir.mkdir(mode=0o700)
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings", PYTHONPATH=str(REPO),
-                   PYTHONDONTWRITEBYTECODE="",
+        Path(tmp, "bench_minimal.py").write_text(MINIMAL_SETTINGS.format(data_dir=str(data_dir)))
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE=args.settings or "bench_minimal",
+                   PYTHONPATH=os.pathsep.join([tmp, str(REPO)]), PYTHONDONTWRITEBYTECODE="",
                    CRONMAN_TEST_DATA_DIR=str(data_dir))
         bare = [sys.executable, "-c", "import django; django.setup()"]
         worker = [sys.executable, "-m", "django", "cron_worker", "run", "Noop"]
@@ -74,6 +90,7 @@ def main() -> None:
         for _ in range(args.runs):
             results["django.setup()"].append(measure(bare, env))
             results["cron_worker run Noop"].append(measure(worker, env))
+        print(f"settings: {env['DJANGO_SETTINGS_MODULE']}")
         print(f"{'command':<24} {'median wall s':>14} {'median peak RSS MiB':>20}")
         medians = {}
         for name, rows in results.items():
@@ -85,7 +102,7 @@ def main() -> None:
 
         site = Path(tmp, "site")
         fake_distributions(site, 250)
-        env_many = dict(env, PYTHONPATH=os.pathsep.join([str(REPO), str(site)]))
+        env_many = dict(env, PYTHONPATH=os.pathsep.join([env["PYTHONPATH"], str(site)]))
         out = subprocess.run([sys.executable, "-c", PLUGIN_LOAD.format(runs=args.runs)], env=env_many,
                              cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
         print(f"plugin loading with {out[0]} installed distributions: median {float(out[1]) * 1000:.1f} ms")
