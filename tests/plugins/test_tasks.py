@@ -228,6 +228,12 @@ def test_failing_task_keeps_its_error(sqlite_project):
 
 
 def test_daemon_starts_a_pending_task(sqlite_project):
+    # No scheduled RunCronTasks (it would race the daemon's poll for the task
+    # when the test starts on a */4 minute): the daemon's poll must start it.
+    (sqlite_project.path / "schedule_without_tasks.py").write_text(
+        'CRON_JOBS = (("0 0 30 2 *", "RunCronTasks"),)\n'
+    )
+    sqlite_project.configure(CRONMAN_JOBS_MODULE="schedule_without_tasks")
     daemon = sqlite_project.popen("cron_scheduler", "daemon")
     try:
         task_id = sqlite_project.shell(
