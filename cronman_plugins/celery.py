@@ -33,7 +33,7 @@ from cronman_core.errors import UsageError
 if TYPE_CHECKING:
     import celery
 
-logger = logging.getLogger("cronman.celery")
+logger = logging.getLogger("cronman.plugins.celery")
 
 TASK_NAME = "cronman.run_worker"
 DEFAULT_QUEUE = "cronman"

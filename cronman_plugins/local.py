@@ -27,7 +27,7 @@ from cronman_core import conf, hookimpl
 from cronman_core.backends import Spawner, SpawnHandle, WorkerCommand
 from cronman_core.datadir import private_subdir
 
-logger = logging.getLogger("cronman.local")
+logger = logging.getLogger("cronman.plugins.local")
 
 LOG_KEEP = 1000
 LOG_MAX_BYTES = 10 * 1024 * 1024

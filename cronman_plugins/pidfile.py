@@ -34,7 +34,7 @@ from cronman_core import hookimpl
 from cronman_core.backends import Lock, LockBackend, RunRecord
 from cronman_core.datadir import private_subdir
 
-logger = logging.getLogger("cronman.pidfile")
+logger = logging.getLogger("cronman.plugins.pidfile")
 
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")

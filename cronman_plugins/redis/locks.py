@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import redis
     from redis.commands.core import Script
 
-logger = logging.getLogger("cronman.redis.locks")
+logger = logging.getLogger("cronman.plugins.redis.locks")
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from cronman_core.backends import LockBackend
     from cronman_core.scheduler import SchedulerControl
 
-logger = logging.getLogger("cronman.redis")
+logger = logging.getLogger("cronman.plugins.redis")
 
 
 def plugin_enabled() -> bool:

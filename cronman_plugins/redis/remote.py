@@ -32,7 +32,7 @@ from cronman_plugins.redis import client as rc
 if TYPE_CHECKING:
     from cronman_core.scheduler import SchedulerControl
 
-logger = logging.getLogger("cronman.redis.remote")
+logger = logging.getLogger("cronman.plugins.redis.remote")
 
 ALL = "ALL"
 DISABLED = "disabled"
