@@ -656,19 +656,25 @@ class Scheduler:
         """The next ``count`` fire instants of every entry (or its error) from now."""
         now = self.clock.time()
         rows: list[tuple[ScheduleEntry, list[int] | str]] = []
+        by_spec: dict[str, list[int] | str] = {}  # entries sharing a time spec share the work
         for entry in collect_entries(self.pm):
-            try:
-                expr = parse_cron(entry.time_spec)
-            except CronExprError as exc:
-                rows.append((entry, str(exc)))
-                continue
-            instants: list[int] = []
-            instant = expr.next_fire(now, self.tz)
-            while instant is not None and len(instants) < count:
-                instants.append(instant)
-                instant = expr.next_fire(instant, self.tz)
-            rows.append((entry, instants))
+            key = normalize(entry.time_spec)
+            if key not in by_spec:
+                by_spec[key] = self._next_instants(entry.time_spec, now, count)
+            rows.append((entry, by_spec[key]))
         return rows
+
+    def _next_instants(self, time_spec: str, now: float, count: int) -> list[int] | str:
+        try:
+            expr = parse_cron(time_spec)
+        except CronExprError as exc:
+            return str(exc)
+        instants: list[int] = []
+        instant = expr.next_fire(now, self.tz)
+        while instant is not None and len(instants) < count:
+            instants.append(instant)
+            instant = expr.next_fire(instant, self.tz)
+        return instants
 
     def format_time(self, timestamp: float) -> str:
         return _fmt(timestamp, self.tz)
