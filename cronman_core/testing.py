@@ -77,6 +77,13 @@ class CronmanProject:
             timeout=timeout,
         )
 
+    def shell(self, code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``code`` in ``manage.py shell``; raise AssertionError (with stderr) if it fails."""
+        result = self.run("shell", "-c", code, timeout=timeout)
+        if result.returncode != 0:
+            raise AssertionError(f"manage.py shell exited {result.returncode}:\n{result.stderr}")
+        return result
+
     def popen(self, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
         """Start ``django-admin <args>`` without waiting (for races and signals)."""
         kwargs.setdefault("stdout", subprocess.PIPE)

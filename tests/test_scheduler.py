@@ -393,18 +393,25 @@ class _SteppingClock(_FakeClock):
         return event.is_set()
 
 
-def test_daemon_with_clock_steps_neither_repeats_nor_loses_a_fire(tmp_path, settings, monkeypatch) -> None:
+def _pidfile_manager(settings, data_dir, jobs, *plugins) -> CronmanPluginManager:
+    """A plugin manager with the pidfile backend, ``jobs`` as the schedule, and ``plugins``."""
     import cronman_plugins.pidfile
-    from cronman_core import spawn
-    from cronman_core.scheduler import Scheduler
 
-    data_dir = tmp_path / "data"
-    data_dir.mkdir(mode=0o700)
     settings.CRONMAN_DATA_DIR = str(data_dir)
     settings.CRONMAN_TIME_ZONE = "UTC"
     pm = CronmanPluginManager()
-    pm.register(_Source([("* * * * *", "Noop")]))
+    pm.register(_Source(jobs))
     pm.register(cronman_plugins.pidfile)
+    for plugin in plugins:
+        pm.register(plugin)
+    return pm
+
+
+def test_daemon_with_clock_steps_neither_repeats_nor_loses_a_fire(data_dir, settings, monkeypatch) -> None:
+    from cronman_core import spawn
+    from cronman_core.scheduler import Scheduler
+
+    pm = _pidfile_manager(settings, data_dir, [("* * * * *", "Noop")])
     clock = _SteppingClock(
         at(10, 0, 30),
         {at(10, 3, 10): at(9, 58, 10), at(10, 7, 30): at(10, 20, 5)},  # back 5 min, then forward 13
@@ -433,21 +440,14 @@ class _Requests:
 
 
 def test_requested_runs_at_each_tick_polled_by_the_daemon_and_not_while_disabled(
-    tmp_path, settings, monkeypatch
+    data_dir, settings, monkeypatch
 ) -> None:
-    import cronman_plugins.pidfile
     from cronman_core import spawn
     from cronman_core.scheduler import Scheduler
 
-    data_dir = tmp_path / "data"
-    data_dir.mkdir(mode=0o700)
-    settings.CRONMAN_DATA_DIR = str(data_dir)
     settings.CRONMAN_TASK_POLL_INTERVAL = 5
     requests = _Requests()
-    pm = CronmanPluginManager()
-    pm.register(_Source([("0 0 1 1 *", "Noop")]))
-    pm.register(cronman_plugins.pidfile)
-    pm.register(requests)
+    pm = _pidfile_manager(settings, data_dir, [("0 0 1 1 *", "Noop")], requests)
     spawned: list[str] = []
     monkeypatch.setattr(spawn, "spawn_job", spawned.append)
     clock = _SteppingClock(at(10, 0, 30), {}, end=at(10, 1, 30))
@@ -461,20 +461,14 @@ def test_requested_runs_at_each_tick_polled_by_the_daemon_and_not_while_disabled
     assert scheduler.tick().spawned == [] and requests.calls == calls
 
 
-def test_catch_up_runs_only_for_the_tick_that_wins_the_newest_fire_time(tmp_path, settings, monkeypatch) -> None:
+def test_catch_up_runs_only_for_the_tick_that_wins_the_newest_fire_time(data_dir, settings, monkeypatch) -> None:
     """Two hosts coalescing different missed sets never both run: the newest slot decides."""
     import cronman_plugins.pidfile
     from cronman_core import spawn
     from cronman_core.scheduler import Scheduler
 
-    data_dir = tmp_path / "data"
-    data_dir.mkdir(mode=0o700)
-    settings.CRONMAN_DATA_DIR = str(data_dir)
-    settings.CRONMAN_TIME_ZONE = "UTC"
-    pm = CronmanPluginManager()
     source = entry("* * * * *", "Noop")
-    pm.register(_Source([(source.time_spec, source.job_spec)]))
-    pm.register(cronman_plugins.pidfile)
+    pm = _pidfile_manager(settings, data_dir, [(source.time_spec, source.job_spec)])
     spawned: list[str] = []
     monkeypatch.setattr(spawn, "spawn_job", lambda spec: spawned.append(spec))
     backend = cronman_plugins.pidfile.PidfileBackend(data_dir)

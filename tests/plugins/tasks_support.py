@@ -72,8 +72,7 @@ class DbProject:
 
     def shell(self, code: str) -> Any:
         """Run ``code`` in ``manage.py shell``; it prints one JSON value, returned here."""
-        result = self.project.run("shell", "-c", code)
-        assert result.returncode == 0, result.stderr
+        result = self.project.shell(code)
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -94,8 +94,7 @@ def test_scheduler_id_is_pinged_around_a_tick(project, http_server):
         "pm.notify('cronman_scheduler_tick_done', control=None, now=now, spawned=[],"
         " error=RuntimeError('tick broke'))\n"
     )
-    result = project.run("shell", "-c", script)
-    assert result.returncode == 0, result.stderr
+    result = project.shell(script)
     assert _seen(server) == [
         ("GET", "/sched1/run", {}),
         ("GET", "/sched1/complete", {}),

@@ -94,8 +94,7 @@ def test_command_errors_and_legacy_raven_config(project, http_server):
         "    get_plugin_manager().notify('cronman_report_error', exc=exc,"
         " context={'command': 'cron_scheduler'}, run=None)\n"
     )
-    result = project.run("shell", "-c", script)
-    assert result.returncode == 0, result.stderr
+    result = project.shell(script)
     warnings = [line for line in result.stderr.splitlines() if "sentry-sdk does not know" in line]
     assert warnings == [
         "RAVEN_MANAGEMENT_COMMAND_CONFIG: ignoring options sentry-sdk does not know"
@@ -121,8 +120,7 @@ def test_clients_are_imported_on_first_use_only(project):
         "print(sorted(n for n in ('cronitor', 'healthchecks', 'sentry') if pm.has_plugin(n)),"
         " 'sentry_sdk' in sys.modules, 'requests' in sys.modules)\n"
     )
-    result = project.run("shell", "-c", script)
-    assert result.returncode == 0, result.stderr
+    result = project.shell(script)
     # Enabled, yet sentry-sdk and requests wait for the first report / ping.
     assert result.stdout.splitlines()[-1] == "['cronitor', 'healthchecks', 'sentry'] False False"
 
@@ -156,8 +154,7 @@ def test_raven_cmd_wraps_quoted_so_no_spec_injects_shell(project, tmp_path):
         f"command = build_worker_command({spec!r})\n"
         "print(json.dumps({'argv': command.argv, 'env': command.env}))\n"
     )
-    built = project.run("shell", "-c", script)
-    assert built.returncode == 0, built.stderr
+    built = project.shell(script)
     command = json.loads(built.stdout.splitlines()[-1])
     argv = command["argv"]
     assert argv[:3] == [str(raven), "--quiet", "-c"] and len(argv) == 4
