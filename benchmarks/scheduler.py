@@ -174,7 +174,7 @@ def bench_decide(sizes: list[int]) -> None:
 
 NOOP_SPAWNER = '''
 from cronman_core import hookimpl
-from cronman_core.backends import Spawner, SpawnHandle
+from cronman_core.spawners import SpawnHandle, Spawner
 
 
 class NoopSpawner(Spawner):
@@ -250,7 +250,7 @@ def bench_tick(entries: int, ticks: int) -> None:
 LATENESS_PLUGIN = '''
 import json, os, time
 from cronman_core import hookimpl
-from cronman_core.backends import Spawner
+from cronman_core.spawners import Spawner
 import cronman_plugins.local as local
 
 RECORDS = os.environ["BENCH_RECORDS"]

@@ -63,8 +63,8 @@ def free_pids(count: int) -> list[int]:
 
 
 def write_new_records(data_dir: Path, alive: list[psutil.Process], dead: list[int]) -> None:
-    from cronman_core.backends import RunRecord
     from cronman_core.process import hostname
+    from cronman_core.records import RunRecord
     from cronman_plugins.pidfile import PidfileBackend
 
     backend = PidfileBackend(data_dir)

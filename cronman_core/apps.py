@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
 
 
 class CronmanCoreConfig(AppConfig):
@@ -11,8 +12,7 @@ class CronmanCoreConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from django.utils.module_loading import autodiscover_modules
-
+        # Local, as Django wants of ready(): the app registry is complete only now.
         from cronman_core import checks  # noqa: F401  (registers the checks)
 
         autodiscover_modules("cron_jobs", "cron_job")

@@ -1,21 +1,25 @@
-"""System checks (``manage.py check``): ids ``cronman.E0xx``."""
+"""System checks (``manage.py check``): ids ``cronman.E0xx`` (errors) and ``cronman.W0xx`` (warnings)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, register
 from django.core.checks import Warning as CheckWarning
 
-from cronman_core.errors import DataDirError, PluginError
+from cronman_core import conf
+from cronman_core.cronexpr import CronExprError, get_zone, parse_cron
+from cronman_core.datadir import get_data_dir
+from cronman_core.errors import CronmanError, DataDirError, JobParamsError, JobSpecError, PluginError, UnknownJobError
+from cronman_core.job import cron_job_registry
+from cronman_core.jobspec import bind, parse
+from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 
 
 @register("cronman")
 def check_plugins_and_data_dir(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Plugins that fail to load and an unusable data dir stop ``check``."""
-    from cronman_core.datadir import get_data_dir
-    from cronman_core.plugins import get_plugin_manager
-
     errors: list[Error] = []
     try:
         get_plugin_manager()
@@ -37,9 +41,6 @@ def check_plugins_and_data_dir(app_configs: Any = None, **kwargs: Any) -> list[E
 @register("cronman")
 def check_schedule(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Schedule entries that could never run (cronman.E010-E015, W010), before any tick."""
-    from cronman_core.plugins import get_plugin_manager
-    from cronman_core.scheduler import schedule_problems
-
     try:
         pm = get_plugin_manager()
     except PluginError:
@@ -48,3 +49,60 @@ def check_schedule(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         (CheckWarning if ".W" in p.id else Error)(p.message, hint=p.hint, id=p.id)
         for p in schedule_problems(pm)
     ]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A schedule problem for ``manage.py check``: check id (``E`` error, ``W`` warning), message, hint."""
+
+    id: str
+    message: str
+    hint: str
+
+
+def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
+    """Everything that would stop a schedule entry from running, found before any tick."""
+    problems: list[Problem] = []
+    try:
+        get_zone(conf.time_zone_name())
+    except CronmanError as exc:
+        problems.append(Problem("cronman.E015", str(exc), "Set CRONMAN_TIME_ZONE (or TIME_ZONE) "
+                                "to an IANA zone name such as 'Europe/London'."))
+    try:
+        entries = list(pm.schedule())
+    except CronmanError as exc:
+        problems.append(Problem("cronman.E014", f"cannot load schedule entries: {exc}",
+                                "Fix CRONMAN_JOBS_MODULE / CRON_JOBS or the plugin that adds entries."))
+        return problems
+    positions: dict[str, int] = {}
+    for entry in entries:
+        position = positions[entry.source] = positions.get(entry.source, -1) + 1
+        where = f"{entry.source}[{position}]: ({entry.time_spec!r}, {entry.job_spec!r})"
+        try:
+            expr = parse_cron(entry.time_spec)
+        except CronExprError as exc:
+            problems.append(Problem("cronman.E010", f"{where}: {exc}", "Use 5 fields (minute hour "
+                                    "day-of-month month day-of-week) or an alias such as @hourly."))
+        else:
+            if not expr.possible:
+                problems.append(Problem("cronman.W010", f"{where}: no date matches {expr.text!r}, "
+                                        "it never fires", "Check the day-of-month and month fields."))
+        try:
+            spec = parse(entry.job_spec)
+            job_class = cron_job_registry.get(spec.name)
+        except JobSpecError as exc:
+            problems.append(Problem("cronman.E012", f"{where}: {exc}",
+                                    "Write the job spec as Name or Name:value,key=value."))
+            continue
+        except UnknownJobError:
+            problems.append(Problem("cronman.E011", f"{where}: unknown cron job {spec.name!r}",
+                                    "Register the job class in a cron_jobs module, or fix the name "
+                                    "(see manage.py cron_worker info)."))
+            continue
+        try:
+            bind(job_class, spec, pm.reserved_params)
+        except JobParamsError as exc:
+            problems.append(Problem("cronman.E013", f"{where}: {exc}",
+                                    f"Give the params that {spec.name}.run() accepts "
+                                    f"(see manage.py cron_worker info {spec.name})."))
+    return problems

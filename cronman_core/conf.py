@@ -22,3 +22,8 @@ DEFAULTS: dict[str, Any] = {
 def get(name: str, default: Any = None) -> Any:
     """The value of setting ``name``, else cronman's default, else ``default``."""
     return getattr(settings, name, DEFAULTS.get(name, default))
+
+
+def time_zone_name() -> str:
+    """The zone of schedules: ``CRONMAN_TIME_ZONE``, else ``TIME_ZONE``, else UTC."""
+    return str(get("CRONMAN_TIME_ZONE") or getattr(settings, "TIME_ZONE", None) or "UTC")

@@ -19,18 +19,21 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from cronman_core import conf
-from cronman_core.backends import LockBackend, RunRecord
 from cronman_core.errors import CronmanError, UsageError
 from cronman_core.jobspec import parse
+from cronman_core.locks import LockBackend
+from cronman_core.plugins import get_plugin_manager
 from cronman_core.process import hostname, proven_alive, verified_process
+from cronman_core.records import RunRecord
+from cronman_core.spawn import spawn_job
+from cronman_core.switch import SchedulerControl, SchedulerSwitch
 from cronman_core.taxonomies import JobStatus
-from cronman_core.worker import get_lock_backend
 
 if TYPE_CHECKING:
     import psutil
 
-# psutil is imported where used, as in cronman_core.process: ``cron_worker run``
-# imports this module through its command and must not pay for it.
+# psutil is imported in the functions that use it ("local: start-up time"):
+# ``cron_worker run`` imports this module through its command and must not pay for it.
 
 logger = logging.getLogger("cronman.control")
 
@@ -107,7 +110,7 @@ def liveness(backend: LockBackend, records: list[RunRecord]) -> list[bool]:
 
 def status(target: str | None = None) -> list[WorkerEntry]:
     """Every matching record, ALIVE or DEAD."""
-    backend = get_lock_backend()
+    backend = get_plugin_manager().lock_backend()
     records = _select(backend, target)
     return [
         WorkerEntry(record, JobStatus.ALIVE if alive else JobStatus.DEAD)
@@ -127,7 +130,7 @@ def totals(entries: Iterable[WorkerEntry]) -> dict[str, int]:
 
 
 def _gone(process: psutil.Process) -> bool:
-    import psutil
+    import psutil  # local: start-up time
 
     try:
         return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
@@ -149,7 +152,7 @@ class _Victim:
             self.leads_group = False
 
     def _descendants(self) -> list[psutil.Process]:
-        import psutil
+        import psutil  # local: start-up time
 
         try:
             return self.process.children(recursive=True)
@@ -164,7 +167,7 @@ class _Victim:
         self.tree = list(known.values())
 
     def signal(self, signum: int) -> None:
-        import psutil
+        import psutil  # local: start-up time
 
         if not _gone(self.process):
             # Both calls re-check the start time right before signalling.
@@ -195,7 +198,7 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
     ``kill <PID>`` of anything but a live cronman worker raises
     :class:`UsageError`; DEAD records are reported and left alone.
     """
-    backend = get_lock_backend()
+    backend = get_plugin_manager().lock_backend()
     grace = float(conf.get("CRONMAN_KILL_GRACE") if grace is None else grace)
     records = _select(backend, target)
     victims: list[_Victim] = []
@@ -240,9 +243,7 @@ def resume(target: str | None = None) -> list[ResumeResult]:
     One run per lock key (the latest) is resumed per call, and none whose lock
     is held now; a record is only forgotten after its new worker was spawned.
     """
-    from cronman_core.spawn import spawn_job
-
-    backend = get_lock_backend()
+    backend = get_plugin_manager().lock_backend()
     candidates = [
         record
         for record in _dead(backend, target)
@@ -268,7 +269,7 @@ def resume(target: str | None = None) -> list[ResumeResult]:
 
 def clean(target: str | None = None, *, this_host: bool = False) -> list[RunRecord]:
     """Forget dead records so ``resume`` will not restart them (``this_host``: only this host's)."""
-    backend = get_lock_backend()
+    backend = get_plugin_manager().lock_backend()
     removed = [record for record in _dead(backend, target) if not this_host or record.host == hostname()]
     for record in removed:
         backend.remove_record(record)
@@ -284,7 +285,32 @@ def suspend() -> tuple[list[RunRecord], list[WorkerEntry]]:
     return clean(this_host=True), kill()
 
 
+# -- the scheduler's control ------------------------------------------------------
+
+
+class HostControl(SchedulerControl):
+    """This host's scheduler switch and workers: what tick hooks and ``cron_scheduler enable|disable`` do."""
+
+    def __init__(self, switch: SchedulerSwitch) -> None:
+        self.switch = switch
+
+    def is_enabled(self) -> bool:
+        return self.switch.is_enabled()
+
+    def disable(self, workers: bool = False) -> None:
+        self.switch.disable()
+        if workers:
+            suspend()
+
+    def enable(self, workers: bool = False) -> None:
+        self.switch.enable(resume_workers=workers)
+
+    def kill(self, spec: str | None = None) -> list[Any]:
+        return list(kill(spec))
+
+
 __all__ = [
+    "HostControl",
     "ResumeResult",
     "WorkerEntry",
     "clean",

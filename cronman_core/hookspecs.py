@@ -24,7 +24,14 @@ The protocol, in call order:
 Notification hooks (``cronman_job_*``, ``cronman_report_error``,
 ``cronman_scheduler_tick*``) are isolated by the core: an exception in one
 implementation is logged and the others still run; it never changes a job's
-outcome.
+outcome. For that the core calls each implementation on its own, so a
+``wrapper=True`` (or old-style ``hookwrapper=True``) implementation of a
+notification hook could not wrap anything: it is refused when its plugin
+loads, with one line naming the plugin.
+
+The core calls every hook through a typed method of
+:class:`~cronman_core.plugins.CronmanPluginManager` (``pm.lock_backend()``,
+``pm.job_started(run)`` ...), never by name.
 """
 
 from __future__ import annotations
@@ -36,11 +43,11 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from cronman_core.backends import LockBackend, Spawner, WorkerCommand
-    from cronman_core.job import CronJobRegistry
-    from cronman_core.run import JobRun
+    from cronman_core.job import CronJobRegistry, JobRun
+    from cronman_core.locks import LockBackend
     from cronman_core.schedule import ScheduleEntry
-    from cronman_core.scheduler import SchedulerControl
+    from cronman_core.spawners import RequestedRun, Spawner, WorkerCommand
+    from cronman_core.switch import SchedulerControl
 
 hookspec = pluggy.HookspecMarker("cronman")
 
@@ -52,7 +59,8 @@ hookspec = pluggy.HookspecMarker("cronman")
 def cronman_register_jobs(registry: CronJobRegistry) -> None:
     """Register job classes that do not live in an app's ``cron_jobs`` module.
 
-    Called once per process, after autodiscovery of ``cron_jobs`` /
+    Called once per process (scheduler, worker, Celery host), when the
+    plugin manager is built: after autodiscovery of ``cron_jobs`` /
     ``cron_job`` modules, before any job is looked up.
 
     :param registry: the :class:`~cronman_core.job.CronJobRegistry`; call
@@ -64,7 +72,9 @@ def cronman_register_jobs(registry: CronJobRegistry) -> None:
 def cronman_schedule_entries() -> list[ScheduleEntry | tuple[str, str]] | None:
     """Contribute schedule entries.
 
-    Every implementation contributes; the scheduler uses the union. An entry
+    Every implementation contributes; the scheduler uses the union. Called
+    per use (each tick, ``cron_scheduler next``, ``manage.py check``), in the
+    scheduler process. An entry
     is a ``(time spec, job spec)`` pair or a
     :class:`~cronman_core.schedule.ScheduleEntry`. An entry with
     ``default=True`` is dropped when another entry runs the same job name,
@@ -83,6 +93,9 @@ def cronman_reserved_params() -> list[str] | None:
     a class's Cronitor id as in django-cronman) but is neither bound to nor
     passed to ``run()``.
 
+    Called once per process (the first time a spec is bound), in every
+    process that binds specs.
+
     :return: param names, or None.
     """
 
@@ -96,9 +109,12 @@ def cronman_lock_backend(data_dir: Path) -> LockBackend | None:
 
     Stops at first non-None result. The built-in ``pidfile`` plugin is the
     default (``trylast``); the ``redis`` plugin provides a cluster-wide one.
+    Called per use (each worker start, tick, ``status``/``kill``...), in the
+    scheduler, the worker and any command that lists workers: return a cheap
+    object, or cache it yourself.
 
     :param data_dir: the validated private data dir.
-    :return: a :class:`~cronman_core.backends.LockBackend`.
+    :return: a :class:`~cronman_core.locks.LockBackend`.
     """
 
 
@@ -108,9 +124,11 @@ def cronman_spawner(data_dir: Path) -> Spawner | None:
 
     Stops at first non-None result. The built-in ``local`` plugin (a
     detached subprocess) is the default; ``celery`` dispatches to a queue.
+    Called per spawn, in the process that spawns (scheduler, ``cron_worker
+    resume``, ``RunCronTasks``); never in a worker.
 
     :param data_dir: the validated private data dir (for per-run logs).
-    :return: a :class:`~cronman_core.backends.Spawner`.
+    :return: a :class:`~cronman_core.spawners.Spawner`.
     """
 
 
@@ -122,11 +140,11 @@ def cronman_worker_command(command: WorkerCommand) -> None:
     """Rewrite the command of a worker about to be spawned, in place.
 
     Called by the scheduler, ``cron_worker resume`` and task sources, never
-    for a direct ``cron_worker run``. Change ``command.argv`` /
+    for a direct ``cron_worker run``; once per spawned run. Change ``command.argv`` /
     ``command.env``; order wrappers with ``tryfirst`` / ``trylast`` (the
     outermost wrapper is the one called last).
 
-    :param command: the :class:`~cronman_core.backends.WorkerCommand`; its
+    :param command: the :class:`~cronman_core.spawners.WorkerCommand`; its
         ``job_class`` and ``job_spec`` say what will run.
     """
 
@@ -138,7 +156,9 @@ def cronman_worker_command(command: WorkerCommand) -> None:
 def cronman_job_started(run: JobRun) -> None:
     """A worker acquired its lock and is about to call ``run()``.
 
-    :param run: the :class:`~cronman_core.run.JobRun` (spec, run id, host, PID).
+    Called in the worker process (a local worker, or one on a Celery host).
+
+    :param run: the :class:`~cronman_core.job.JobRun` (spec, run id, host, PID).
     """
 
 
@@ -146,7 +166,7 @@ def cronman_job_started(run: JobRun) -> None:
 def cronman_job_succeeded(run: JobRun) -> None:
     """``run()`` returned; ``run.finished_at`` and ``run.duration`` are set.
 
-    :param run: the finished :class:`~cronman_core.run.JobRun`.
+    :param run: the finished :class:`~cronman_core.job.JobRun`.
     """
 
 
@@ -188,10 +208,10 @@ def cronman_report_error(
 def cronman_scheduler_tick(control: SchedulerControl, now: dt.datetime) -> None:
     """Called at each scheduler tick before it decides what is due.
 
-    Remote control applies requests here (``control.disable()``,
+    Called in the scheduler process. Remote control applies requests here (``control.disable()``,
     ``control.enable()``, ``control.kill(spec)``); monitors ping "run".
 
-    :param control: the :class:`~cronman_core.scheduler.SchedulerControl`.
+    :param control: the :class:`~cronman_core.switch.SchedulerControl`.
     :param now: the tick time (aware, UTC).
     """
 
@@ -202,7 +222,7 @@ def cronman_scheduler_tick_done(
 ) -> None:
     """Called after each tick, also when it failed.
 
-    :param control: the :class:`~cronman_core.scheduler.SchedulerControl`.
+    :param control: the :class:`~cronman_core.switch.SchedulerControl`.
     :param now: the tick time.
     :param spawned: job specs started by this tick.
     :param error: the exception that ended the tick, or None.
@@ -210,13 +230,15 @@ def cronman_scheduler_tick_done(
 
 
 @hookspec
-def cronman_requested_runs(now: dt.datetime) -> list[str] | None:
-    """Return job specs to run now outside the schedule (admin Cron Tasks).
+def cronman_requested_runs(now: dt.datetime) -> list[RequestedRun] | None:
+    """Return runs to start now outside the schedule (admin Cron Tasks).
 
     Called at each scheduler tick (and every ``CRONMAN_TASK_POLL_INTERVAL``
-    seconds by the daemon). The source claims what it returns, so two
-    schedulers never get the same request.
+    seconds by the daemon), in the scheduler process, while the scheduler
+    is enabled. The source claims what it returns, so two schedulers never
+    get the same request.
 
     :param now: the current time (aware, UTC).
-    :return: job specs to spawn, or None.
+    :return: :class:`~cronman_core.spawners.RequestedRun` values (job spec,
+        environment for its worker), or None.
     """

@@ -1,17 +1,20 @@
-"""Job classes and the registry that names them."""
+"""Job classes, the context of one run, and the registry that names them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import threading
+import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from cronman_core.errors import UnknownJobError, UsageError
-from cronman_core.taxonomies import LockType
-
-if TYPE_CHECKING:
-    from cronman_core.run import JobRun
+from cronman_core.jobspec import JobSpec, format_spec
+from cronman_core.process import hostname
+from cronman_core.taxonomies import LockType, RunStatus
 
 
 class BaseCronJob:
@@ -38,6 +41,56 @@ class BaseCronJob:
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Main logic of the job; params arrive as strings."""
         raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class JobRun:
+    """One run of one job spec in one worker process: what every notifier hook gets."""
+
+    spec: JobSpec
+    job_class: type[BaseCronJob]
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    host: str = field(default_factory=hostname)
+    pid: int = field(default_factory=os.getpid)
+    started_at: dt.datetime = field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+    status: str = RunStatus.STARTED
+    error: str | None = None
+    resumed: bool = False
+
+    @property
+    def job_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def job_spec(self) -> str:
+        return format_spec(self.spec)
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def job_value(self, name: str, default: Any = None) -> Any:
+        """A per-job setting of a plugin: the job spec param ``name``, else the class attribute.
+
+        django-cronman let a ``cronitor_id=...`` param override the class's
+        id; every plugin setting that a job class carries follows that rule.
+        """
+        value = self.spec.kwargs_dict.get(name)
+        if value:
+            return value
+        return getattr(self.job_class, name, default)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.status = status
+        self.error = error
+        self.finished_at = utcnow()
 
 
 class CronJobRegistry:
@@ -71,12 +124,6 @@ class CronJobRegistry:
             return self._jobs[name]
         except KeyError:
             raise UnknownJobError(f"unknown cron job {name!r}") from None
-
-    def name_of(self, job_class: type[BaseCronJob]) -> str:
-        for name, cls in self._jobs.items():
-            if cls is job_class:
-                return name
-        return job_class.__name__
 
     def items(self) -> list[tuple[str, type[BaseCronJob]]]:
         return sorted(self._jobs.items())

@@ -4,6 +4,10 @@ Params are comma-separated: positional values first, then ``key=value``.
 A value may be quoted with ``"`` or ``'`` to hold spaces or ``=``; a comma
 always separates (it can never be part of a value). Every error is a
 :class:`~cronman_core.errors.JobSpecError` naming the character range.
+
+Pure: no Django, no plugins. Looking a spec's job up and binding it with
+the active plugins' reserved params is the plugin manager's
+(:meth:`~cronman_core.plugins.CronmanPluginManager.resolve`).
 """
 
 from __future__ import annotations
@@ -11,12 +15,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cronman_core.errors import JobParamsError, JobSpecError
-
-if TYPE_CHECKING:
-    from cronman_core.job import BaseCronJob
 
 _QUOTES = "\"'"
 _NAME_FORBIDDEN = set(",=:\"' \t\r\n")
@@ -129,7 +130,13 @@ def format_spec(spec: JobSpec) -> str:
     return f"{spec.name}:{params}"
 
 
-def bind(job_class: type[BaseCronJob], spec: JobSpec, reserved: Collection[str] = ()) -> inspect.BoundArguments:
+class Runnable(Protocol):
+    """What :func:`bind` needs of a job class: a ``run(self, ...)`` method."""
+
+    def run(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def bind(job_class: type[Runnable], spec: JobSpec, reserved: Collection[str] = ()) -> inspect.BoundArguments:
     """Bind the spec's params to ``job_class.run`` so a misfit fails before anything runs.
 
     ``reserved`` names params that plugins consume (see
@@ -141,15 +148,3 @@ def bind(job_class: type[BaseCronJob], spec: JobSpec, reserved: Collection[str] 
     except TypeError as exc:
         raise JobParamsError(f"params of {format_spec(spec)!r} do not fit {spec.name}.run(): {exc}") from exc
 
-
-def parse_and_bind(spec: str, registry: Any) -> tuple[JobSpec, type[BaseCronJob]]:
-    """Parse a spec, look its job up in ``registry`` and bind the params.
-
-    Params reserved by the active plugins are left out of the binding.
-    """
-    from cronman_core.plugins import get_plugin_manager
-
-    parsed = parse(spec)
-    job_class = registry.get(parsed.name)
-    bind(job_class, parsed, get_plugin_manager().reserved_params)
-    return parsed, job_class

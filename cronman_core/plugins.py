@@ -9,6 +9,7 @@ built-in switch itself on from its own settings (``CRONMAN_CRONITOR_ENABLED``
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib
 import logging
@@ -21,9 +22,17 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+from django.apps import apps
 
 from cronman_core import __version__, conf, hookspecs
-from cronman_core.errors import PluginError
+from cronman_core.datadir import get_data_dir
+from cronman_core.errors import PluginError, UsageError
+from cronman_core.job import BaseCronJob, JobRun, cron_job_registry
+from cronman_core.jobspec import JobSpec, bind, parse
+from cronman_core.locks import LockBackend
+from cronman_core.schedule import Schedule
+from cronman_core.spawners import RequestedRun, Spawner, WorkerCommand
+from cronman_core.switch import SchedulerControl
 
 logger = logging.getLogger("cronman.plugins")
 
@@ -44,6 +53,17 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "cronman_plugins.celery",
 )
 
+#: Hooks whose implementations the core calls one by one, isolating failures.
+NOTIFICATION_HOOKS = frozenset({
+    "cronman_job_started",
+    "cronman_job_succeeded",
+    "cronman_job_failed",
+    "cronman_job_killed",
+    "cronman_report_error",
+    "cronman_scheduler_tick",
+    "cronman_scheduler_tick_done",
+})
+
 
 @dataclass
 class PluginInfo:
@@ -58,7 +78,11 @@ class PluginInfo:
 
 
 class CronmanPluginManager(pluggy.PluginManager):
-    """A pluggy manager that remembers the origin of every plugin."""
+    """A pluggy manager with one typed method per hook, as tox 4's.
+
+    The core calls hooks only through these methods, so every call site is
+    type-checked; the manager also remembers the origin of every plugin.
+    """
 
     def __init__(self) -> None:
         super().__init__(PROJECT)
@@ -68,19 +92,89 @@ class CronmanPluginManager(pluggy.PluginManager):
     def plugin_hooks(self, plugin: object) -> list[str]:
         return sorted(caller.name for caller in self.get_hookcallers(plugin) or ())
 
+    def has_impl(self, hook_name: str) -> bool:
+        return bool(getattr(self.hook, hook_name).get_hookimpls())
+
+    # -- jobs and specs ---------------------------------------------------------
+
     @functools.cached_property
     def reserved_params(self) -> frozenset[str]:
         """Job-spec params consumed by plugins (``cronman_reserved_params``)."""
         return frozenset(name for names in self.hook.cronman_reserved_params() for name in names or ())
 
-    def has_impl(self, hook_name: str) -> bool:
-        return bool(getattr(self.hook, hook_name).get_hookimpls())
+    def resolve(self, job_spec: str) -> tuple[JobSpec, type[BaseCronJob]]:
+        """Parse ``job_spec``, look its job up and bind its params (reserved ones left out).
 
-    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        A misfit is a :class:`~cronman_core.errors.UsageError` before anything runs.
+        """
+        spec = parse(job_spec)
+        job_class = cron_job_registry.get(spec.name)
+        bind(job_class, spec, self.reserved_params)
+        return spec, job_class
+
+    def schedule(self) -> Schedule:
+        """The schedule from every ``cronman_schedule_entries`` implementation."""
+        return Schedule(list(self.hook.cronman_schedule_entries()))
+
+    # -- providers ----------------------------------------------------------------
+
+    def lock_backend(self) -> LockBackend:
+        """The lock backend (``cronman_lock_backend``), asked anew at each use."""
+        backend: LockBackend | None = self.hook.cronman_lock_backend(data_dir=get_data_dir())
+        if backend is None:
+            raise UsageError("no lock backend: enable a plugin that implements cronman_lock_backend")
+        return backend
+
+    def spawner(self) -> Spawner:
+        """The spawner (``cronman_spawner``), asked anew at each spawn."""
+        spawner: Spawner | None = self.hook.cronman_spawner(data_dir=get_data_dir())
+        if spawner is None:
+            raise UsageError("no spawner: enable a plugin that implements cronman_spawner")
+        return spawner
+
+    def worker_command(self, command: WorkerCommand) -> None:
+        """Let ``cronman_worker_command`` wrappers rewrite ``command`` in place."""
+        self.hook.cronman_worker_command(command=command)
+
+    def requested_runs(self, now: dt.datetime) -> list[RequestedRun]:
+        """Every run requested outside the schedule now (``cronman_requested_runs``)."""
+        return [
+            run if isinstance(run, RequestedRun) else RequestedRun(str(run))
+            for runs in self.hook.cronman_requested_runs(now=now)
+            for run in runs or ()
+        ]
+
+    # -- notifications ------------------------------------------------------------
+
+    def job_started(self, run: JobRun) -> None:
+        self._notify("cronman_job_started", run=run)
+
+    def job_succeeded(self, run: JobRun) -> None:
+        self._notify("cronman_job_succeeded", run=run)
+
+    def job_failed(self, run: JobRun, exc: BaseException) -> None:
+        self._notify("cronman_job_failed", run=run, exc=exc)
+
+    def job_killed(self, run: JobRun, signum: int) -> None:
+        self._notify("cronman_job_killed", run=run, signum=signum)
+
+    def report_error(self, exc: BaseException, context: dict[str, Any], run: JobRun | None = None) -> None:
+        self._notify("cronman_report_error", exc=exc, context=context, run=run)
+
+    def scheduler_tick(self, control: SchedulerControl, now: dt.datetime) -> None:
+        self._notify("cronman_scheduler_tick", control=control, now=now)
+
+    def scheduler_tick_done(
+        self, control: SchedulerControl, now: dt.datetime, spawned: list[str], error: BaseException | None
+    ) -> None:
+        self._notify("cronman_scheduler_tick_done", control=control, now=now, spawned=spawned, error=error)
+
+    def _notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of a notification hook, isolating failures.
 
         pluggy stops at the first exception; a notifier that raises must
-        neither silence the others nor change a job's outcome.
+        neither silence the others nor change a job's outcome. Wrapper
+        implementations are refused at load (:func:`_refuse_wrappers`).
         """
         for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
             try:
@@ -89,8 +183,26 @@ class CronmanPluginManager(pluggy.PluginManager):
                 logger.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
 
 
+def plugin_name(path: str) -> str:
+    """A plugin's one name: its module's last part (a package plugin's ``plugin`` module: its package)."""
+    return path.removesuffix(".plugin").rsplit(".", 1)[-1]
+
+
 def _disabled(name: str, path: str, disabled: Iterable[str]) -> bool:
-    return name in disabled or path in disabled
+    return name in disabled or path in disabled or path.removesuffix(".plugin") in disabled
+
+
+def _refuse_wrappers(pm: CronmanPluginManager, module: ModuleType) -> None:
+    """Raise ValueError for a wrapper on a notification hook: the core's isolation can't run it."""
+    for caller in pm.get_hookcallers(module) or ():
+        if caller.name not in NOTIFICATION_HOOKS:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is module and (impl.wrapper or impl.hookwrapper):
+                raise ValueError(
+                    f"{caller.name} is a notification hook: wrapper implementations are not "
+                    "supported (each implementation is called on its own)"
+                )
 
 
 def _load(
@@ -119,6 +231,7 @@ def _load(
     try:
         pm.register(module, name=name)
         pm.check_pending()
+        _refuse_wrappers(pm, module)
     except (pluggy.PluginValidationError, ValueError) as exc:
         if pm.is_registered(module):
             pm.unregister(module)
@@ -186,26 +299,21 @@ def _read_entry_points(info_dir: str, version: str) -> list[EntryPoint]:
 
 def build_plugin_manager() -> CronmanPluginManager:
     """Load every plugin in order; raise :class:`PluginError` on the first bad one."""
-    from django.apps import apps
-
     pm = CronmanPluginManager()
     disabled = frozenset(conf.get("CRONMAN_DISABLED_PLUGINS") or ())
     for path in BUILTIN_PLUGINS:
-        name = path.removesuffix(".plugin").rsplit(".", 1)[-1]  # a package plugin: its package name
-        _load(pm, name, "builtin", path, __version__, False, disabled)
+        _load(pm, plugin_name(path), "builtin", path, __version__, False, disabled)
     eps = _entry_points()
     for ep in eps:
         _load(pm, ep.name, "entry point", _module_path(ep.value), ep.version, True, disabled)
     for app_config in apps.get_app_configs():
         app_plugin: str | None = getattr(app_config, "cronman_plugin", None)
         if app_plugin:
-            _load(pm, app_config.name, "app", app_plugin, __version__, True, disabled)
+            _load(pm, plugin_name(app_plugin), "app", app_plugin, __version__, True, disabled)
     by_name = {ep.name: _module_path(ep.value) for ep in eps}
     for item in conf.get("CRONMAN_PLUGINS") or ():
         path = by_name.get(item, item)
         _load(pm, item, "setting", path, "-", True, disabled)
-    from cronman_core.job import cron_job_registry
-
     pm.hook.cronman_register_jobs(registry=cron_job_registry)
     return pm
 

@@ -11,12 +11,12 @@ from functools import cache
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from cronman_core.backends import RunRecord
+from django.conf import settings
+
+from cronman_core.records import RunRecord
 
 if TYPE_CHECKING:
     import psutil
-
-# psutil is imported where used: a worker that takes no lock never pays for it.
 
 #: psutil derives start times from boot time and clock ticks: equal within a boot.
 CREATE_TIME_TOLERANCE = 0.05
@@ -25,15 +25,13 @@ CREATE_TIME_TOLERANCE = 0.05
 @cache
 def hostname() -> str:
     """This host's name in run records; ``CRONMAN_HOSTNAME`` overrides it (two "hosts" on one machine)."""
-    from django.conf import settings
-
     override = getattr(settings, "CRONMAN_HOSTNAME", None) if settings.configured else None
     return str(override or socket.gethostname())
 
 
 def create_time(pid: int) -> float | None:
     """The start time of process ``pid``, or None when there is none."""
-    import psutil
+    import psutil  # local: a worker that takes no lock never pays for its import
 
     try:
         return psutil.Process(pid).create_time()
@@ -45,7 +43,7 @@ def verified_process(record: RunRecord) -> psutil.Process | None:
     """The live local process that wrote ``record``, or None (dead, foreign host, reused PID)."""
     if record.host != hostname() or record.create_time is None or record.pid <= 0:
         return None
-    import psutil
+    import psutil  # local: start-up time, as in create_time
 
     try:
         process = psutil.Process(record.pid)

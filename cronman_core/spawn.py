@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 
 from django.conf import settings
 
-from cronman_core.backends import SpawnHandle, WorkerCommand
-from cronman_core.datadir import get_data_dir
-from cronman_core.errors import UsageError
-from cronman_core.job import cron_job_registry
-from cronman_core.jobspec import format_spec, parse_and_bind
+from cronman_core.jobspec import format_spec
 from cronman_core.plugins import get_plugin_manager
+from cronman_core.spawners import SpawnHandle, WorkerCommand
 from cronman_core.utils import RESUMED_ENV
 
 
@@ -40,36 +38,35 @@ def _pythonpath() -> str:
     return os.pathsep.join(parts)
 
 
-def build_worker_command(job_spec: str, *, resumed: bool = False) -> WorkerCommand:
+def build_worker_command(
+    job_spec: str, *, resumed: bool = False, env: Mapping[str, str] | None = None
+) -> WorkerCommand:
     """The command that runs ``job_spec`` in a new worker, after plugins rewrote it.
 
     The spec is validated here (grammar, known job, params fit ``run()``) so a
     bad spec is a :class:`UsageError` for the caller, not a failing worker.
+    ``env`` is added to this process's environment (a requested run's).
     """
     pm = get_plugin_manager()
-    spec, job_class = parse_and_bind(job_spec, cron_job_registry)
+    spec, job_class = pm.resolve(job_spec)
     canonical = format_spec(spec)
-    env = dict(os.environ)
-    settings_module = settings.SETTINGS_MODULE or env.get("DJANGO_SETTINGS_MODULE", "")
-    env["DJANGO_SETTINGS_MODULE"] = settings_module
-    env["PYTHONPATH"] = _pythonpath()
+    worker_env = {**os.environ, **(env or {})}
+    settings_module = settings.SETTINGS_MODULE or worker_env.get("DJANGO_SETTINGS_MODULE", "")
+    worker_env["DJANGO_SETTINGS_MODULE"] = settings_module
+    worker_env["PYTHONPATH"] = _pythonpath()
     if resumed:
-        env[RESUMED_ENV] = "1"
+        worker_env[RESUMED_ENV] = "1"
     else:
-        env.pop(RESUMED_ENV, None)
+        worker_env.pop(RESUMED_ENV, None)
     argv = [sys.executable, *_django_entry(), "cron_worker", "run", canonical]
     command = WorkerCommand(
-        argv=argv, env=env, job_spec=canonical, job_class=job_class, resumed=resumed
+        argv=argv, env=worker_env, job_spec=canonical, job_class=job_class, resumed=resumed
     )
-    pm.hook.cronman_worker_command(command=command)
+    pm.worker_command(command)
     return command
 
 
-def spawn_job(job_spec: str, *, resumed: bool = False) -> SpawnHandle:
+def spawn_job(job_spec: str, *, resumed: bool = False, env: Mapping[str, str] | None = None) -> SpawnHandle:
     """Start a worker for ``job_spec`` through the ``cronman_spawner`` plugin."""
-    command = build_worker_command(job_spec, resumed=resumed)
-    spawner = get_plugin_manager().hook.cronman_spawner(data_dir=get_data_dir())
-    if spawner is None:
-        raise UsageError("no spawner: enable a plugin that implements cronman_spawner")
-    handle: SpawnHandle = spawner.spawn(command)
-    return handle
+    command = build_worker_command(job_spec, resumed=resumed, env=env)
+    return get_plugin_manager().spawner().spawn(command)

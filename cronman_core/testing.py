@@ -7,15 +7,20 @@ commands run as real subprocesses.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cronman_core.backends import LockBackend, RunRecord
+from cronman_core.locks import LockBackend
+from cronman_core.process import create_time, hostname
+from cronman_core.records import RunRecord
 
 
 class CronmanProject:
@@ -93,15 +98,13 @@ class CronmanProject:
         )
 
     def read_marks(self) -> list[dict[str, Any]]:
-        import json
-
         if not self.marks.exists():
             return []
         return [json.loads(line) for line in self.marks.read_text().splitlines() if line.strip()]
 
 
 class LockBackendContract:
-    """Behaviour every :class:`~cronman_core.backends.LockBackend` must have.
+    """Behaviour every :class:`~cronman_core.locks.LockBackend` must have.
 
     Subclass it in a pytest module and provide a ``lock_backend`` fixture (a
     fresh, empty backend) and :meth:`corrupt_record`::
@@ -125,10 +128,6 @@ class LockBackendContract:
     @staticmethod
     def make_record(key: str, **changes: Any) -> RunRecord:
         """A record of this process, as a worker would write it."""
-        import uuid
-
-        from cronman_core.process import create_time, hostname
-
         fields: dict[str, Any] = dict(
             key=key,
             job_spec=key,
@@ -196,8 +195,6 @@ class LockBackendContract:
         lock.release()
 
     def test_claim_exactly_once_under_concurrency(self, lock_backend: LockBackend) -> None:
-        import threading
-
         barrier = threading.Barrier(self.CLAIM_RACERS)
         wins: list[bool] = []
 

@@ -8,13 +8,12 @@ import traceback
 from types import FrameType
 
 from cronman_core import conf
-from cronman_core.backends import Lock, LockBackend, RunRecord
-from cronman_core.datadir import get_data_dir
-from cronman_core.job import BaseCronJob, cron_job_registry
-from cronman_core.jobspec import JobSpec, format_spec, parse_and_bind
+from cronman_core.job import BaseCronJob, JobRun
+from cronman_core.jobspec import JobSpec
+from cronman_core.locks import Lock
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.process import create_time, on_stop_signals
-from cronman_core.run import JobRun
+from cronman_core.records import RunRecord
 from cronman_core.taxonomies import LockType, RunStatus
 from cronman_core.utils import is_cron_process_resumed
 
@@ -22,7 +21,6 @@ logger = logging.getLogger("cronman.worker")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 #: Most error text any hook gets (the full traceback goes to the error reporter).
 ERROR_TEXT_LIMIT = 10_000
@@ -46,16 +44,6 @@ def lock_key(job_class: type[BaseCronJob], spec: JobSpec) -> str | None:
     return base
 
 
-def get_lock_backend(pm: CronmanPluginManager | None = None) -> LockBackend:
-    pm = pm or get_plugin_manager()
-    backend = pm.hook.cronman_lock_backend(data_dir=get_data_dir())
-    if backend is None:
-        from cronman_core.errors import UsageError
-
-        raise UsageError("no lock backend: enable a plugin that implements cronman_lock_backend")
-    return backend
-
-
 def _acquire(
     pm: CronmanPluginManager, job_class: type[BaseCronJob], run: JobRun, key: str
 ) -> Lock | None:
@@ -71,7 +59,7 @@ def _acquire(
     )
     attempts = max(1, int(getattr(job_class, "lock_check_attempts", 1) or 1))
     for attempt in range(attempts):
-        lock = get_lock_backend(pm).acquire(key, record)
+        lock = pm.lock_backend().acquire(key, record)
         if lock is not None or attempt == attempts - 1:
             return lock
         time.sleep(1)
@@ -89,7 +77,7 @@ def run_job(job_spec: str) -> int:
     raise :class:`~cronman_core.errors.UsageError` before anything runs.
     """
     pm = get_plugin_manager()
-    spec, job_class = parse_and_bind(job_spec, cron_job_registry)
+    spec, job_class = pm.resolve(job_spec)
     run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed())
     key = lock_key(job_class, spec)
     lock: Lock | None = None
@@ -108,7 +96,7 @@ def run_job(job_spec: str) -> int:
     try:
         with on_stop_signals(_raise_killed):
             try:
-                pm.notify("cronman_job_started", run=run)
+                pm.job_started(run)
                 job = job_class(run)
                 job.run(*spec.args, **spec.run_kwargs(pm.reserved_params))
             except JobKilled as killed:
@@ -116,7 +104,7 @@ def run_job(job_spec: str) -> int:
                 keep_record = bool(job_class.can_resume)
                 if lock is not None and keep_record:
                     lock.update(killed=True)
-                pm.notify("cronman_job_killed", run=run, signum=killed.signum)
+                pm.job_killed(run, killed.signum)
                 logger.warning("%s killed by signal %d", run.job_spec, killed.signum)
                 return 128 + killed.signum
             except Exception as exc:
@@ -128,16 +116,14 @@ def run_job(job_spec: str) -> int:
                     "host": run.host,
                     "run_id": run.run_id,
                 }
-                pm.notify("cronman_report_error", exc=exc, context=context, run=run)
-                pm.notify("cronman_job_failed", run=run, exc=exc)
+                pm.report_error(exc, context, run)
+                pm.job_failed(run, exc)
                 logger.error("%s failed: %s", run.job_spec, text, exc_info=conf.get("CRONMAN_DEBUG"))
                 return EXIT_FAILED
             run.finish(RunStatus.SUCCEEDED)
-            pm.notify("cronman_job_succeeded", run=run)
+            pm.job_succeeded(run)
             return EXIT_OK
     finally:
         if lock is not None:
             lock.release(keep_record=keep_record)
 
-
-__all__ = ["JobKilled", "format_spec", "lock_key", "run_job", "get_lock_backend"]

@@ -20,13 +20,13 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cronman_core import conf
 from cronman_core.errors import UsageError
 
 if TYPE_CHECKING:
-    from cronman_core.run import JobRun
+    pass
 
 DEFAULT_TIMEOUT = (2.0, 3.0)
 DEFAULT_BUDGET = 7.0
@@ -74,18 +74,6 @@ def _deadline(key: str) -> float:
             while len(_deadlines) > _KEPT_BUDGETS:
                 _deadlines.popitem(last=False)
         return deadline
-
-
-def job_value(run: JobRun, name: str, default: Any = None) -> Any:
-    """A monitor setting of a run: the job spec param ``name``, else the class attribute.
-
-    django-cronman let a ``cronitor_id=...`` param override the class's id;
-    the same rule holds for every monitor id.
-    """
-    params = run.spec.kwargs_dict
-    if params.get(name):
-        return params[name]
-    return getattr(run.job_class, name, default)
 
 
 def run_uuid(key: str) -> str:

@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cronman_core import conf, hookimpl
-from cronman_core.backends import Spawner, SpawnHandle, WorkerCommand
+from cronman_core.datadir import get_data_dir
 from cronman_core.errors import UsageError
+from cronman_core.plugins import get_plugin_manager
+from cronman_core.spawners import Spawner, SpawnHandle, WorkerCommand
+from cronman_plugins.local import LocalSpawner
 
 if TYPE_CHECKING:
     import celery
@@ -86,14 +89,7 @@ class CelerySpawner(Spawner):
 
 def run_worker(argv: list[str], env: dict[str, str | None], job_spec: str) -> int:
     """The Celery task: run the worker command on this host, wait, return its exit code."""
-    from cronman_core.datadir import get_data_dir
-    from cronman_core.job import cron_job_registry
-    from cronman_core.jobspec import parse_and_bind
-    from cronman_core.plugins import get_plugin_manager
-    from cronman_plugins.local import LocalSpawner
-
-    get_plugin_manager()  # plugins may register jobs
-    _spec, job_class = parse_and_bind(job_spec, cron_job_registry)
+    _spec, job_class = get_plugin_manager().resolve(job_spec)
     worker_env = dict(os.environ)
     for name, value in env.items():
         if value is None:

@@ -26,9 +26,9 @@ import datetime as dt
 
 from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
+from cronman_core.job import JobRun
 from cronman_core.process import hostname
-from cronman_core.run import JobRun
-from cronman_plugins._ping import Pinger, check_settings, job_value, tick_id
+from cronman_plugins._ping import Pinger, check_settings, tick_id
 
 DEFAULT_URL = "https://cronitor.link/{cronitor_id}/{end_point}"
 DEFAULT_TELEMETRY_URL = "https://cronitor.link/p/{api_key}/{cronitor_id}"
@@ -87,7 +87,7 @@ def ping(
 
 
 def _job_ping(run: JobRun, state: str, flag: str | None = None) -> None:
-    cronitor_id = job_value(run, "cronitor_id")
+    cronitor_id = run.job_value("cronitor_id")
     if not cronitor_id or (flag and not getattr(run.job_class, flag, True)):
         return
     message = run.error if state == "fail" else None

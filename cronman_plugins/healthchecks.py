@@ -22,8 +22,8 @@ import datetime as dt
 
 from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
-from cronman_core.run import JobRun
-from cronman_plugins._ping import Pinger, check_settings, job_value, run_uuid, tick_id
+from cronman_core.job import JobRun
+from cronman_plugins._ping import Pinger, check_settings, run_uuid, tick_id
 
 DEFAULT_URL = "https://hc-ping.com"
 #: Most bytes of error text sent as a fail body (healthchecks.io keeps 10 kB by default).
@@ -75,7 +75,7 @@ def ping(check: str, event: str, run_id: str, error: str | None = None) -> bool:
 
 
 def _job_ping(run: JobRun, event: str) -> None:
-    check = check_path(job_value(run, "healthchecks_id"), job_value(run, "healthchecks_slug"))
+    check = check_path(run.job_value("healthchecks_id"), run.job_value("healthchecks_slug"))
     if check:
         ping(check, event, run.run_id, run.error)
 

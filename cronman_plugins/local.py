@@ -16,7 +16,6 @@ import datetime as dt
 import errno
 import logging
 import os
-import re
 import subprocess
 import threading
 import time
@@ -24,15 +23,15 @@ import uuid
 from pathlib import Path
 
 from cronman_core import conf, hookimpl
-from cronman_core.backends import Spawner, SpawnHandle, WorkerCommand
 from cronman_core.datadir import private_subdir
+from cronman_core.files import readable_prefix
+from cronman_core.spawners import Spawner, SpawnHandle, WorkerCommand
 
 logger = logging.getLogger("cronman.plugins.local")
 
 LOG_KEEP = 1000
 LOG_MAX_BYTES = 10 * 1024 * 1024
 TRUNCATED = b"[cronman: log truncated, the tail follows]\n"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 _ENOMEM_RETRY_DELAY = 1.0
 _REAP_INTERVAL = 0.5
 
@@ -77,7 +76,7 @@ reaper = _Reaper()
 
 def _log_name(job_spec: str) -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{_UNSAFE.sub('_', job_spec)[:60]}-{uuid.uuid4().hex[:8]}.log"
+    return f"{stamp}-{readable_prefix(job_spec)}-{uuid.uuid4().hex[:8]}.log"
 
 
 def _cap(path: str, size: int, max_bytes: int) -> None:

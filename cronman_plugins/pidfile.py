@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -31,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from cronman_core import hookimpl
-from cronman_core.backends import Lock, LockBackend, RunRecord
 from cronman_core.datadir import private_subdir
+from cronman_core.files import OPEN_FLAGS as _OPEN_FLAGS
+from cronman_core.files import read_bytes, safe_name, write_atomic
+from cronman_core.locks import Lock, LockBackend
+from cronman_core.records import RunRecord
 
 logger = logging.getLogger("cronman.plugins.pidfile")
 
-_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 _RUN_ID = re.compile(r"[0-9a-f]{1,64}")
 _INDEX = ".index.json"
 _FIELDS = [f.name for f in fields(RunRecord)]
@@ -45,42 +45,6 @@ _FIELDS = [f.name for f in fields(RunRecord)]
 _RECORD_MAX = 1 << 20
 #: Claim temp files older than this are debris of a crashed claimer.
 _STALE_TEMP_SECONDS = 60.0
-
-
-def safe_name(key: str) -> str:
-    """A file name for ``key``: readable prefix plus a hash, so any key is safe and unique."""
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{_UNSAFE.sub('_', key)[:60]}-{digest}"
-
-
-def _write_atomic(directory: Path, name: str, data: bytes) -> None:
-    """Write ``directory/name`` whole: a reader sees the old or the new file, never half."""
-    temp = directory / f".tmp-{name}-{uuid.uuid4().hex}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
-    try:
-        with os.fdopen(fd, "wb", closefd=False) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(temp, directory / name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def _read(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 class PidfileLock(Lock):
@@ -205,7 +169,7 @@ class PidfileBackend(LockBackend):
         return f"{safe_name(run_id)}.json"
 
     def write_record(self, record: RunRecord) -> None:
-        _write_atomic(self.records_dir, self.record_name(record), record.to_json().encode())
+        write_atomic(self.records_dir / self.record_name(record), record.to_json().encode())
 
     def records(self) -> list[RunRecord]:
         """Every record; unchanged files are taken from the listing index.
@@ -282,7 +246,7 @@ class PidfileBackend(LockBackend):
     @staticmethod
     def _expired(path: Path, now: float) -> bool:
         try:
-            return float(_read(path).decode()) <= now
+            return float(read_bytes(path).decode()) <= now
         except FileNotFoundError:
             return False
         except (OSError, ValueError, UnicodeDecodeError):
@@ -373,7 +337,7 @@ def _save_index(dir_fd: int, records: dict[str, list[Any]]) -> None:
 def _flocked_inodes() -> set[tuple[int, int, int]] | None:
     """(major, minor, inode) of every flock()ed file, or None without /proc/locks."""
     try:
-        text = _read(Path("/proc/locks")).decode()
+        text = read_bytes(Path("/proc/locks")).decode()
     except OSError:
         return None
     held = set()
@@ -393,4 +357,4 @@ def cronman_lock_backend(data_dir: Path) -> LockBackend:
     return PidfileBackend(data_dir)
 
 
-__all__ = ["PidfileBackend", "PidfileLock", "safe_name", "cronman_lock_backend"]
+__all__ = ["PidfileBackend", "PidfileLock", "cronman_lock_backend"]

@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from cronman_core import conf, hookimpl
-from cronman_core.backends import WorkerCommand
 from cronman_core.errors import UsageError
+from cronman_core.spawners import WorkerCommand
 
 
 def _number(job_class: type, attribute: str, value: Any) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import shlex
 
 from cronman_core import conf, hookimpl
-from cronman_core.backends import WorkerCommand
 from cronman_core.errors import UsageError
+from cronman_core.spawners import WorkerCommand
 
 
 def raven_cmd() -> list[str]:

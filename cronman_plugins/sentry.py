@@ -32,12 +32,11 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-
 from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
-from cronman_core.run import JobRun
-from cronman_plugins._ping import job_value
+from cronman_core.job import JobRun
+from cronman_core.jobspec import format_spec, parse
+from cronman_core.plugins import get_plugin_manager
 
 if TYPE_CHECKING:
     from sentry_sdk._types import MonitorConfig
@@ -144,27 +143,20 @@ def cronman_report_error(
 
 def schedule_entry(run: JobRun) -> tuple[str, str] | None:
     """The ``(time spec, job spec)`` that schedules this run: same spec, else same job name."""
-    from cronman_core.jobspec import format_spec, parse
-    from cronman_core.plugins import get_plugin_manager
-
+    same_name = None
     try:
-        results = get_plugin_manager().hook.cronman_schedule_entries()
+        for entry in get_plugin_manager().schedule():
+            try:
+                spec = parse(entry.job_spec)
+            except ValueError:
+                continue
+            if format_spec(spec) == run.job_spec:
+                return entry.time_spec, entry.job_spec
+            if spec.name == run.job_name and same_name is None:
+                same_name = (entry.time_spec, entry.job_spec)
     except Exception as exc:
         logger.warning("no monitor schedule for %s: %s", run.job_spec, exc)
         return None
-    same_name = None
-    for entry in (item for result in results for item in result or ()):
-        time_spec, job_spec = (
-            entry if isinstance(entry, tuple) else (entry.time_spec, entry.job_spec)
-        )
-        try:
-            spec = parse(job_spec)
-        except ValueError:
-            continue
-        if format_spec(spec) == run.job_spec:
-            return time_spec, job_spec
-        if spec.name == run.job_name and same_name is None:
-            same_name = (time_spec, job_spec)
     return same_name
 
 
@@ -173,7 +165,7 @@ def monitor_config(run: JobRun) -> MonitorConfig | None:
     entry = schedule_entry(run)
     if entry is None:
         return None
-    time_zone = conf.get("CRONMAN_TIME_ZONE") or getattr(settings, "TIME_ZONE", None) or "UTC"
+    time_zone = conf.time_zone_name()
     return {
         "schedule": {"type": "crontab", "value": " ".join(entry[0].split())},
         "timezone": str(time_zone),
@@ -181,7 +173,7 @@ def monitor_config(run: JobRun) -> MonitorConfig | None:
 
 
 def _check_in(run: JobRun, status: str) -> None:
-    slug = job_value(run, "sentry_monitor_slug")
+    slug = run.job_value("sentry_monitor_slug")
     if not slug or not ensure_sentry():
         return
     from sentry_sdk.crons import capture_checkin

@@ -7,8 +7,8 @@ import subprocess
 import psutil
 import pytest
 
-from cronman_core.backends import RunRecord
 from cronman_core.process import hostname
+from cronman_core.records import RunRecord
 from cronman_plugins.pidfile import PidfileBackend
 from tests.conftest import wait_for
 

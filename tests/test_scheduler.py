@@ -15,15 +15,11 @@ from cronman_core.cronexpr import CronExprError, normalize, parse_cron
 from cronman_core.errors import UsageError
 from cronman_core.job import BaseCronJob, cron_job_registry
 from cronman_core.plugins import CronmanPluginManager
-from cronman_core.schedule import ScheduleEntry
-from cronman_core.scheduler import (
-    MAX_CLOCK_BEHIND,
-    claim_key,
-    collect_entries,
-    decide,
-    grace_of,
-    run_daemon,
-)
+from cronman_core.schedule import ScheduleEntry, grace_of
+from cronman_core.scheduler import tick
+from cronman_core.scheduler.daemon import run_daemon
+from cronman_core.scheduler.decide import MAX_CLOCK_BEHIND, claim_key, decide
+from cronman_core.scheduler.tick import Scheduler
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=UTC).timestamp()  # a Monday, 10:00 UTC
@@ -227,7 +223,7 @@ def test_default_entry_yields_to_another_entry_for_the_same_job() -> None:
     pm.register(_Source([ScheduleEntry("*/4 * * * *", "Tasks", default=True),
                          ScheduleEntry("*/9 * * * *", "Other", default=True)]))
     pm.register(_Source([("0 * * * *", "Tasks:fast=1"), ("@daily", "Noop")]))
-    found = {(e.time_spec, e.job_spec) for e in collect_entries(pm)}
+    found = {(e.time_spec, e.job_spec) for e in pm.schedule()}
     assert found == {("*/9 * * * *", "Other"), ("0 * * * *", "Tasks:fast=1"), ("@daily", "Noop")}
 
 
@@ -235,7 +231,7 @@ def test_malformed_plugin_entry_is_a_usage_error() -> None:
     pm = CronmanPluginManager()
     pm.register(_Source([("* * * * *",)]))
     with pytest.raises(UsageError, match="not a \\(time spec, job spec\\) pair"):
-        list(collect_entries(pm))
+        list(pm.schedule())
 
 
 # -- the property: every covered occurrence within grace fires exactly once, none early ----
@@ -353,9 +349,8 @@ class _FlakyScheduler:
     def has_impl(self, name: str) -> bool:
         return False
 
-    def notify(self, hook_name: str, **kwargs: object) -> None:
-        assert hook_name == "cronman_report_error"
-        self.reported.append(kwargs["exc"])  # type: ignore[arg-type]
+    def report_error(self, exc: BaseException, context: dict[str, object], run: object = None) -> None:
+        self.reported.append(exc)
 
     def tick(self) -> None:
         self.ticks.append(self.clock.now)
@@ -408,9 +403,6 @@ def _pidfile_manager(settings, data_dir, jobs, *plugins) -> CronmanPluginManager
 
 
 def test_daemon_with_clock_steps_neither_repeats_nor_loses_a_fire(data_dir, settings, monkeypatch) -> None:
-    from cronman_core import spawn
-    from cronman_core.scheduler import Scheduler
-
     pm = _pidfile_manager(settings, data_dir, [("* * * * *", "Noop")])
     clock = _SteppingClock(
         at(10, 0, 30),
@@ -418,7 +410,7 @@ def test_daemon_with_clock_steps_neither_repeats_nor_loses_a_fire(data_dir, sett
         end=at(10, 21, 30),
     )
     spawned: list[float] = []
-    monkeypatch.setattr(spawn, "spawn_job", lambda spec: spawned.append(clock.now))
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: spawned.append(clock.now))
     stop = threading.Event()
     run_daemon(Scheduler(pm=pm, clock=clock), stop)
     minutes = [at(10, m) for m in (1, 2, 3, 4, 5, 6, 7)]
@@ -442,14 +434,11 @@ class _Requests:
 def test_requested_runs_at_each_tick_polled_by_the_daemon_and_not_while_disabled(
     data_dir, settings, monkeypatch
 ) -> None:
-    from cronman_core import spawn
-    from cronman_core.scheduler import Scheduler
-
     settings.CRONMAN_TASK_POLL_INTERVAL = 5
     requests = _Requests()
     pm = _pidfile_manager(settings, data_dir, [("0 0 1 1 *", "Noop")], requests)
     spawned: list[str] = []
-    monkeypatch.setattr(spawn, "spawn_job", spawned.append)
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: spawned.append(spec))
     clock = _SteppingClock(at(10, 0, 30), {}, end=at(10, 1, 30))
     scheduler = Scheduler(pm=pm, clock=clock)
     run_daemon(scheduler, threading.Event())
@@ -464,13 +453,10 @@ def test_requested_runs_at_each_tick_polled_by_the_daemon_and_not_while_disabled
 def test_catch_up_runs_only_for_the_tick_that_wins_the_newest_fire_time(data_dir, settings, monkeypatch) -> None:
     """Two hosts coalescing different missed sets never both run: the newest slot decides."""
     import cronman_plugins.pidfile
-    from cronman_core import spawn
-    from cronman_core.scheduler import Scheduler
-
     source = entry("* * * * *", "Noop")
     pm = _pidfile_manager(settings, data_dir, [(source.time_spec, source.job_spec)])
     spawned: list[str] = []
-    monkeypatch.setattr(spawn, "spawn_job", lambda spec: spawned.append(spec))
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: spawned.append(spec))
     backend = cronman_plugins.pidfile.PidfileBackend(data_dir)
 
     # another host already ran the newest slot (10:05): this tick covers 10:01-10:05 and runs nothing

@@ -16,7 +16,7 @@ import pytest
 
 from cronman_core.cronexpr import parse_cron
 from cronman_core.schedule import ScheduleEntry
-from cronman_core.scheduler import decide
+from cronman_core.scheduler.decide import decide
 
 UTC = dt.UTC
 

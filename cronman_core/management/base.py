@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 
 from cronman_core import conf
 from cronman_core.errors import CronmanError
+from cronman_core.plugins import get_plugin_manager
 
 logger = logging.getLogger("cronman.command")
 
@@ -41,11 +42,9 @@ class CronmanCommand(BaseCommand):
 
     def report_error(self, exc: BaseException, **context: Any) -> None:
         """Send an unexpected error of the command to the error-reporter plugins."""
-        from cronman_core.plugins import get_plugin_manager
-
         try:
             pm = get_plugin_manager()
         except CronmanError:
             return
         context.setdefault("command", self.__class__.__module__.rsplit(".", 1)[-1])
-        pm.notify("cronman_report_error", exc=exc, context=context, run=None)
+        pm.report_error(exc, context)

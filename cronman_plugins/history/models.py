@@ -7,7 +7,7 @@ import datetime as dt
 from django.db import models
 
 from cronman_core import conf
-from cronman_core.backends import RunRecord
+from cronman_core.records import RunRecord
 from cronman_core.taxonomies import RunStatus
 
 #: Runs that started more than this many days ago are deleted by CleanCronTasks.

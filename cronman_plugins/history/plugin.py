@@ -11,8 +11,8 @@ import logging
 import signal
 
 from cronman_core import hookimpl
+from cronman_core.job import JobRun
 from cronman_core.process import create_time
-from cronman_core.run import JobRun
 from cronman_plugins._db import guarded_write
 from cronman_plugins.history.models import CronRun
 

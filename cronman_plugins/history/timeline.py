@@ -11,7 +11,13 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from cronman_core import conf
+from cronman_core.cronexpr import get_zone
 from cronman_core.errors import CronmanError
+from cronman_core.plugins import get_plugin_manager
+from cronman_core.process import verified_process
+from cronman_core.schedule import job_name
+from cronman_core.scheduler.tick import Scheduler
 from cronman_plugins.history.models import CronRun, CronRunStatus
 
 logger = logging.getLogger("cronman.plugins.history")
@@ -66,8 +72,6 @@ class Timeline:
 
 def _next_runs(tz: dt.tzinfo) -> dict[str, list[tuple[dt.datetime, str]]]:
     """Job name → (next fire time, job spec) of its schedule entries, as ``cron_scheduler next``."""
-    from cronman_core.scheduler import Scheduler, job_name
-
     found: dict[str, list[tuple[dt.datetime, str]]] = {}
     for entry, instants in Scheduler().upcoming(1):
         runs = found.setdefault(job_name(entry.job_spec), [])
@@ -80,12 +84,8 @@ def _next_runs(tz: dt.tzinfo) -> dict[str, list[tuple[dt.datetime, str]]]:
 
 def _lock_holders() -> dict[str, str]:
     """Job name → "PID n on host since ..." for every record whose process provably lives."""
-    from cronman_core.process import verified_process
-    from cronman_core.scheduler import job_name
-    from cronman_core.worker import get_lock_backend
-
     holders: dict[str, list[str]] = {}
-    backend = get_lock_backend()
+    backend = get_plugin_manager().lock_backend()
     for record in backend.records():
         if verified_process(record) is None:
             continue
@@ -114,9 +114,7 @@ def _bar(run: CronRun, start: dt.datetime, now: dt.datetime, tz: dt.tzinfo) -> B
 
 
 def build_timeline(now: dt.datetime) -> Timeline:
-    from cronman_core.scheduler import get_zone, scheduler_zone_name
-
-    tz = get_zone(scheduler_zone_name())
+    tz = get_zone(conf.time_zone_name())
     start = now - WINDOW
     runs = list(CronRun.objects.filter(started_at__gte=start).order_by("started_at"))
     rows: dict[str, JobRow] = {}

@@ -23,8 +23,9 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from cronman_core.backends import Lock, LockBackend, RunRecord
 from cronman_core.errors import UsageError
+from cronman_core.locks import Lock, LockBackend
+from cronman_core.records import RunRecord
 from cronman_plugins.redis import client as rc
 
 if TYPE_CHECKING:

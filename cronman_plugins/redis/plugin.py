@@ -1,7 +1,9 @@
 """Hooks of the Redis plugin: remote control at each tick, and the cluster lock backend.
 
-Switched on by the ``cronman_plugins.redis`` app, by django-cronman's
-``CRONMAN_REMOTE_MANAGER_ENABLED = True`` or by ``CRONMAN_REDIS_LOCKS = True``.
+Switched on by the ``cronman_plugins.redis`` app in ``INSTALLED_APPS``, by
+django-cronman's ``CRONMAN_REMOTE_MANAGER_ENABLED = True`` or by
+``CRONMAN_REDIS_LOCKS = True``: one built-in plugin named ``redis``, so
+``CRONMAN_DISABLED_PLUGINS = ["redis"]`` switches off all of it.
 The lock backend is offered only with ``CRONMAN_REDIS_LOCKS``, otherwise the
 pidfile backend stays the default.
 """
@@ -13,18 +15,24 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from django.apps import apps
+
 from cronman_core import conf, hookimpl
 from cronman_plugins.redis import client as rc
 
 if TYPE_CHECKING:
-    from cronman_core.backends import LockBackend
-    from cronman_core.scheduler import SchedulerControl
+    from cronman_core.locks import LockBackend
+    from cronman_core.switch import SchedulerControl
 
 logger = logging.getLogger("cronman.plugins.redis")
 
 
 def plugin_enabled() -> bool:
-    return bool(conf.get("CRONMAN_REMOTE_MANAGER_ENABLED") or rc.setting("CRONMAN_REDIS_LOCKS"))
+    return bool(
+        apps.is_installed("cronman_plugins.redis")
+        or conf.get("CRONMAN_REMOTE_MANAGER_ENABLED")
+        or rc.setting("CRONMAN_REDIS_LOCKS")
+    )
 
 
 @hookimpl

@@ -30,7 +30,7 @@ from cronman_core.process import hostname
 from cronman_plugins.redis import client as rc
 
 if TYPE_CHECKING:
-    from cronman_core.scheduler import SchedulerControl
+    from cronman_core.switch import SchedulerControl
 
 logger = logging.getLogger("cronman.plugins.redis.remote")
 

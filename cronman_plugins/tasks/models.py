@@ -11,10 +11,11 @@ from django.db import connections, models, transaction
 from django.utils import timezone
 
 from cronman_core import conf
-from cronman_core.backends import RunRecord
 from cronman_core.errors import UsageError
 from cronman_core.job import cron_job_registry
-from cronman_core.jobspec import JobSpec, format_spec, parse, parse_and_bind
+from cronman_core.jobspec import JobSpec, format_spec, parse
+from cronman_core.plugins import get_plugin_manager
+from cronman_core.records import RunRecord
 
 #: A second request of the same job and params within this many seconds returns the first.
 DEFAULT_DEDUP_WINDOW = 300
@@ -34,8 +35,6 @@ OPEN_STATUSES = (CronTaskStatus.WAITING, CronTaskStatus.QUEUED, CronTaskStatus.S
 
 def allowed_task_jobs() -> list[str]:
     """Job names that may run as tasks: ``run_as_task = True`` or in ``ALLOWED_CRON_TASKS``."""
-    from cronman_core.plugins import get_plugin_manager
-
     get_plugin_manager()  # plugins register their jobs on first use
     allowed = set(conf.get("ALLOWED_CRON_TASKS") or ())
     return [
@@ -57,7 +56,7 @@ def validate_task(cron_job: str, params: str) -> str:
         )
     text = f"{cron_job}:{params}" if params else cron_job
     try:
-        spec, _ = parse_and_bind(text, cron_job_registry)
+        spec, _ = get_plugin_manager().resolve(text)
     except UsageError as exc:
         raise ValidationError({"params": str(exc)}) from exc
     return spec.params

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from cronman_core import hookimpl
-from cronman_core.backends import WorkerCommand
-from cronman_core.job import CronJobRegistry
-from cronman_core.run import JobRun
+from cronman_core.job import CronJobRegistry, JobRun
 from cronman_core.schedule import ScheduleEntry
+from cronman_core.spawners import RequestedRun
 from cronman_plugins.tasks import runner
 from cronman_plugins.tasks.jobs import CleanCronTasks, RunCronTasks
 from cronman_plugins.tasks.models import CronTaskStatus
@@ -28,13 +27,8 @@ def cronman_schedule_entries() -> list[ScheduleEntry]:
 
 
 @hookimpl
-def cronman_requested_runs(now: dt.datetime) -> list[str]:
+def cronman_requested_runs(now: dt.datetime) -> list[RequestedRun]:
     return runner.requested_runs(now)
-
-
-@hookimpl
-def cronman_worker_command(command: WorkerCommand) -> None:
-    runner.set_worker_env(command)
 
 
 @hookimpl

@@ -2,15 +2,16 @@
 
 Scheduler side (``cronman_requested_runs`` at each tick and daemon poll, or
 the ``RunCronTasks`` job): tasks whose worker died are reaped, due tasks are
-claimed atomically, and this process remembers *job spec → task id*. When
-the worker command for that spec is built, ``cronman_worker_command`` puts
-the id in the worker's environment as ``CRONMAN_TASK_ID``. The job spec
-itself stays the plain ``Job:params`` the form validated, so locks, the run
-history and every other plugin see the real job, and the spec travels as one
-argv item that no shell parses.
+claimed atomically, and each becomes a
+:class:`~cronman_core.spawners.RequestedRun` whose environment carries the
+task id as ``CRONMAN_TASK_ID``. The job spec itself stays the plain
+``Job:params`` the form validated, so locks, the run history and every other
+plugin see the real job, and the spec travels as one argv item that no shell
+parses.
 
-Worker side: the notifier hooks take (and remove) ``CRONMAN_TASK_ID`` and
-move the task queued → started → finished / failed.
+Worker side: the notifier hooks take (and remove, so the job's own children
+never inherit it) ``CRONMAN_TASK_ID`` and move the task queued → started →
+finished / failed.
 """
 
 from __future__ import annotations
@@ -18,19 +19,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import threading
-from collections import defaultdict, deque
 
 from django.db import DatabaseError
 
 from cronman_core import conf
-from cronman_core.backends import WorkerCommand
 from cronman_core.errors import UnknownJobError, UsageError
-from cronman_core.job import cron_job_registry
-from cronman_core.jobspec import parse_and_bind
+from cronman_core.job import JobRun, cron_job_registry
+from cronman_core.plugins import get_plugin_manager
 from cronman_core.process import create_time, hostname, verified_process
-from cronman_core.run import JobRun
-from cronman_core.utils import RESUMED_ENV
+from cronman_core.spawn import spawn_job
+from cronman_core.spawners import RequestedRun
 from cronman_plugins._db import guarded_write, log_database_error
 from cronman_plugins.tasks.models import CronTask, CronTaskStatus
 
@@ -43,35 +41,6 @@ TASK_ENV = "CRONMAN_TASK_ID"
 DEFAULT_QUEUED_TIMEOUT = 300
 
 
-class _Claimed:
-    """Task ids claimed by this process, waiting for their worker command (FIFO per spec)."""
-
-    def __init__(self) -> None:
-        self._ids: defaultdict[str, deque[tuple[int, bool]]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def push(self, task: CronTask) -> None:
-        with self._lock:
-            self._ids[task.job_spec].append((task.pk, task.resumed))
-
-    def take(self, job_spec: str) -> tuple[int, bool] | None:
-        with self._lock:
-            queue = self._ids.get(job_spec)
-            if not queue:
-                return None
-            claim = queue.popleft()
-            if not queue:
-                del self._ids[job_spec]
-            return claim
-
-    def discard(self, task: CronTask) -> None:
-        with self._lock:
-            queue = self._ids.get(task.job_spec)
-            if queue and (task.pk, task.resumed) in queue:
-                queue.remove((task.pk, task.resumed))
-
-
-_claimed = _Claimed()
 #: In a worker: run id → task id, between "started" and the end of the run.
 _running: dict[str, int] = {}
 
@@ -87,22 +56,27 @@ def claim_tasks(now: dt.datetime) -> list[CronTask]:
     """
     reap_dead_tasks(now)
     tasks = []
+    pm = get_plugin_manager()
     for task in CronTask.objects.claim_due(now):
         try:
-            parse_and_bind(task.job_spec, cron_job_registry)
+            pm.resolve(task.job_spec)
         except UsageError as exc:
             logger.error("Cron Task %s: %s", task.pk, exc)
             _end(task.pk, CronTaskStatus.FAILED, now, str(exc))
             continue
-        _claimed.push(task)
         tasks.append(task)
     return tasks
 
 
-def requested_runs(now: dt.datetime) -> list[str]:
-    """The job specs of the tasks claimed now; a database outage is one warning, not a crash."""
+def requested_run(task: CronTask) -> RequestedRun:
+    """The run of a claimed task: its spec, with its id in the worker's environment."""
+    return RequestedRun(task.job_spec, env={TASK_ENV: str(task.pk)}, resumed=task.resumed)
+
+
+def requested_runs(now: dt.datetime) -> list[RequestedRun]:
+    """The runs of the tasks claimed now; a database outage is one warning, not a crash."""
     try:
-        return [task.job_spec for task in claim_tasks(now)]
+        return [requested_run(task) for task in claim_tasks(now)]
     except DatabaseError as exc:
         log_database_error(logger, "picking up Cron Tasks", exc)
         return []
@@ -110,33 +84,18 @@ def requested_runs(now: dt.datetime) -> list[str]:
 
 def start_due_tasks(now: dt.datetime) -> list[CronTask]:
     """Claim the due tasks and spawn one worker each (what ``RunCronTasks`` does)."""
-    from cronman_core.spawn import spawn_job
-
     started = []
     for task in claim_tasks(now):
+        run = requested_run(task)
         try:
-            handle = spawn_job(task.job_spec)
+            handle = spawn_job(run.job_spec, resumed=run.resumed, env=run.env)
         except Exception as exc:
-            _claimed.discard(task)
             logger.error("Cron Task %s (%s): spawn failed: %s", task.pk, task.job_spec, exc)
             _end(task.pk, CronTaskStatus.FAILED, now, f"spawn failed: {exc}")
         else:
             logger.info("Cron Task %s: spawned %s (pid %s)", task.pk, task.job_spec, handle.pid)
             started.append(task)
     return started
-
-
-def set_worker_env(command: WorkerCommand) -> None:
-    """Tell the worker of a claimed task its id; never leak an id to any other worker."""
-    command.env.pop(TASK_ENV, None)
-    claim = _claimed.take(command.job_spec)
-    if claim is None:
-        return
-    task_id, resumed = claim
-    command.env[TASK_ENV] = str(task_id)
-    if resumed:
-        command.env[RESUMED_ENV] = "1"
-        command.resumed = True
 
 
 def reap_dead_tasks(now: dt.datetime) -> None:
@@ -179,9 +138,7 @@ def _worker_died(task: CronTask, now: dt.datetime, reason: str) -> None:
 
 def _forget_lock_record(task: CronTask) -> None:
     """The task resumes the run itself, so ``cron_worker resume`` must not run it again."""
-    from cronman_core.worker import get_lock_backend
-
-    backend = get_lock_backend()
+    backend = get_plugin_manager().lock_backend()
     for record in backend.records():
         if record.run_id == task.run_id and record.host == task.host:
             backend.remove_record(record)

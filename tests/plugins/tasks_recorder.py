@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from cronman_core import hookimpl
-from cronman_core.backends import Spawner, SpawnHandle, WorkerCommand
+from cronman_core.spawners import Spawner, SpawnHandle, WorkerCommand
 
 
 class RecordingSpawner(Spawner):

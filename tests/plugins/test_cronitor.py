@@ -90,9 +90,8 @@ def test_scheduler_id_is_pinged_around_a_tick(project, http_server):
         "from cronman_core.plugins import get_plugin_manager\n"
         "pm = get_plugin_manager()\n"
         "now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)\n"
-        "pm.notify('cronman_scheduler_tick', control=None, now=now)\n"
-        "pm.notify('cronman_scheduler_tick_done', control=None, now=now, spawned=[],"
-        " error=RuntimeError('tick broke'))\n"
+        "pm.scheduler_tick(None, now)\n"
+        "pm.scheduler_tick_done(None, now, [], RuntimeError('tick broke'))\n"
     )
     result = project.shell(script)
     assert _seen(server) == [

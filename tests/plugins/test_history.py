@@ -11,9 +11,9 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
+from cronman_core.job import JobRun
 from cronman_core.jobspec import parse
 from cronman_core.process import create_time, hostname
-from cronman_core.run import JobRun
 from cronman_plugins.history import plugin
 from cronman_plugins.history.models import CronRun
 from cronman_plugins.tasks.jobs import CleanCronTasks

@@ -7,9 +7,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cronman_core.backends import WorkerCommand
 from cronman_core.errors import UsageError
 from cronman_core.spawn import build_worker_command
+from cronman_core.spawners import WorkerCommand
 from cronman_plugins.local import TRUNCATED, LocalSpawner, prune_logs, reaper
 from tests.conftest import wait_for
 from tests.testapp.cron_jobs import Echo

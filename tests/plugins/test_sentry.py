@@ -91,8 +91,7 @@ def test_command_errors_and_legacy_raven_config(project, http_server):
         "try:\n"
         "    raise ValueError('tick broke')\n"
         "except ValueError as exc:\n"
-        "    get_plugin_manager().notify('cronman_report_error', exc=exc,"
-        " context={'command': 'cron_scheduler'}, run=None)\n"
+        "    get_plugin_manager().report_error(exc, {'command': 'cron_scheduler'})\n"
     )
     result = project.shell(script)
     warnings = [line for line in result.stderr.splitlines() if "sentry-sdk does not know" in line]
@@ -176,7 +175,7 @@ def test_malformed_raven_cmd_is_one_line(settings):
 
 
 def test_raven_cmd_is_the_outermost_wrapper(settings):
-    from cronman_core.backends import WorkerCommand
+    from cronman_core.spawners import WorkerCommand
     from tests.testapp.cron_jobs import NiceSleep
 
     settings.CRONMAN_RAVEN_CMD = "/usr/bin/raven"
@@ -184,7 +183,7 @@ def test_raven_cmd_is_the_outermost_wrapper(settings):
     pm = build_plugin_manager()
     argv = ["python", "-m", "django", "cron_worker", "run", "NiceSleep"]
     command = WorkerCommand(argv=argv, env={}, job_spec="NiceSleep", job_class=NiceSleep)
-    pm.hook.cronman_worker_command(command=command)
+    pm.worker_command(command)
     assert command.argv[:2] == ["/usr/bin/raven", "-c"]
     assert shlex.split(command.argv[2])[0] == "nice"
     assert command.argv[2].endswith(" cron_worker run NiceSleep")

@@ -133,8 +133,9 @@ def test_claim_due_claims_each_due_task_once():
 @pytest.mark.django_db
 def test_worker_command_of_a_claimed_task_carries_its_id_and_only_it():
     task = CronTask.objects.run_now("TaskEcho", "'a b'")
-    assert runner.requested_runs(timezone.now()) == ['TaskEcho:"a b"']
-    command = build_worker_command('TaskEcho:"a b"')
+    [run] = runner.requested_runs(timezone.now())
+    assert run.job_spec == 'TaskEcho:"a b"'
+    command = build_worker_command(run.job_spec, resumed=run.resumed, env=run.env)
     assert command.env[runner.TASK_ENV] == str(task.pk)
     assert command.argv[-1] == 'TaskEcho:"a b"'  # one argv item, no shell
     assert runner.TASK_ENV not in build_worker_command('TaskEcho:"a b"').env
@@ -194,7 +195,8 @@ def test_dead_workers_fail_or_resume(settings, dead_pid):
     assert "ended without reporting" in CronTask.objects.get(pk=crashed.pk).error
     claimed = runner.claim_tasks(now)
     assert [t.pk for t in claimed] == [resumable.pk]
-    command = build_worker_command("Sleep")
+    run = runner.requested_run(claimed[0])
+    command = build_worker_command(run.job_spec, resumed=run.resumed, env=run.env)
     assert command.resumed and command.env[RESUMED_ENV] == "1"
 
 

@@ -8,9 +8,13 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from cronman_core.control import HostControl
+from cronman_core.datadir import get_data_dir
 from cronman_core.errors import UsageError
 from cronman_core.management.base import CronmanCommand
-from cronman_core.scheduler import Scheduler, run_daemon, stop_on_signals
+from cronman_core.scheduler.daemon import run_daemon, stop_on_signals
+from cronman_core.scheduler.tick import Scheduler
+from cronman_core.switch import SchedulerSwitch
 
 
 def _positive(text: str) -> int:
@@ -57,13 +61,13 @@ class Command(CronmanCommand):
             run_daemon(scheduler, stop)
 
     def handle_enable(self, workers: bool = False, **options: Any) -> None:
-        control = Scheduler().control
+        control = HostControl(SchedulerSwitch(get_data_dir()))
         was = "Scheduler was already enabled." if control.is_enabled() else "Scheduler enabled."
         control.enable(workers=workers)
         self.stdout.write(was + (" Workers resume at the next tick." if workers else ""))
 
     def handle_disable(self, workers: bool = False, **options: Any) -> None:
-        control = Scheduler().control
+        control = HostControl(SchedulerSwitch(get_data_dir()))
         was = "Scheduler disabled." if control.is_enabled() else "Scheduler was already disabled."
         control.disable(workers=workers)
         self.stdout.write(was + (" Running workers suspended." if workers else ""))

@@ -12,9 +12,10 @@ from cronman_core import control
 from cronman_core.info import all_jobs, job_info
 from cronman_core.management.base import CronmanCommand
 from cronman_core.plugins import get_plugin_manager
+from cronman_core.worker import run_job
 
 if TYPE_CHECKING:
-    from cronman_core.backends import RunRecord
+    from cronman_core.records import RunRecord
 
 class Command(CronmanCommand):
     help = (
@@ -45,8 +46,6 @@ class Command(CronmanCommand):
         getattr(self, f"handle_{options['action']}")(**options)
 
     def handle_run(self, job_spec: str, **options: Any) -> None:
-        from cronman_core.worker import run_job
-
         code = run_job(job_spec)
         sys.stdout.flush()
         if code:

@@ -1,0 +1,74 @@
+"""The long-running scheduler: a tick at every whole minute, requested runs polled between."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+from django.db import connections
+
+from cronman_core import conf
+from cronman_core.process import on_stop_signals
+from cronman_core.scheduler.tick import Scheduler, TickResult
+
+logger = logging.getLogger("cronman.scheduler")
+
+
+#: The daemon never sleeps longer than this, so a wall-clock step is seen at once.
+MAX_SLEEP = 1.0
+
+
+def run_daemon(scheduler: Scheduler, stop: threading.Event | None = None) -> None:
+    """Tick at every whole minute of the scheduler's clock until ``stop`` is set.
+
+    Every fire instant is a whole minute, so waking at each one is waking at
+    every fire time. Sleeps are cut to :data:`MAX_SLEEP`, so a wall-clock
+    step in either direction is noticed within a second; the watermark and
+    the claims make a stepped clock neither repeat nor lose a fire. An
+    exception in a tick is reported and the loop goes on; database
+    connections are closed between ticks.
+    """
+    stop = stop or threading.Event()
+    clock = scheduler.clock
+    poll = float(conf.get("CRONMAN_TASK_POLL_INTERVAL"))
+    polling = scheduler.pm.has_impl("cronman_requested_runs")
+    next_tick = clock.time()  # tick at start: catch up what fell while we were down
+    next_poll = next_tick + poll
+    while not stop.is_set():
+        now = clock.time()
+        if now >= next_tick or next_tick - now > 60.0:  # due, or the clock stepped back
+            _guarded(scheduler, scheduler.tick)
+            connections.close_all()
+            next_tick = (math.floor(clock.time() / 60.0) + 1) * 60.0
+            next_poll = clock.time() + poll
+        elif polling and now >= next_poll:
+            _guarded(scheduler, scheduler.poll_requested)
+            connections.close_all()
+            next_poll = clock.time() + poll
+        wake = min(next_tick, next_poll) if polling else next_tick
+        clock.wait(stop, min(wake - clock.time(), MAX_SLEEP))
+
+
+def _guarded(scheduler: Scheduler, action: Callable[[], TickResult]) -> None:
+    try:
+        action()
+    except Exception as exc:
+        logger.error("scheduler tick failed: %s: %s", type(exc).__name__, exc,
+                     exc_info=bool(conf.get("CRONMAN_DEBUG")))
+        scheduler.pm.report_error(exc, {"command": "cron_scheduler daemon"})
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM / SIGINT set ``stop``: the running tick finishes, then the loop ends."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        logger.info("got signal %d: finishing the tick and exiting", signum)
+        stop.set()
+
+    with on_stop_signals(handler):
+        yield

@@ -1,0 +1,161 @@
+"""The pure decision: entries, the persisted state and an injected ``now`` in, runs to start out.
+
+Its rules (docs/scheduling.md):
+
+* every occurrence in ``(watermark, now]`` is considered, never one after
+  ``now``: a job never starts early;
+* occurrences older than the entry's misfire grace are missed (logged), the
+  others coalesce into one run per entry;
+* with no watermark yet it is taken as one minute before ``now``;
+* a clock behind the watermark fires nothing until it catches up.
+
+The state keeps each time spec's next fire instant, so a tick only
+computes the expressions that fire, are new, or whose cache is stale.
+Exactly-once per (entry, fire instant) across overlapping ticks and hosts
+comes from claims in the lock backend (:func:`claim_key`), not from the state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from cronman_core.cronexpr import CronExprError, normalize, parse_cron
+from cronman_core.schedule import ScheduleEntry
+
+logger = logging.getLogger("cronman.scheduler")
+
+#: A clock this far behind the watermark is taken as a corrected clock, not a step.
+MAX_CLOCK_BEHIND = 86400.0
+#: Missed occurrences counted for the log line before saying "or more".
+MISSED_COUNT_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Due:
+    """One run to start: an entry and the fire instants it covers (ascending)."""
+
+    entry: ScheduleEntry
+    slots: tuple[int, ...]
+
+    @property
+    def fire_time(self) -> int:
+        return self.slots[-1]
+
+
+@dataclass(frozen=True)
+class Missed:
+    """Occurrences of an entry older than its grace: logged, never run."""
+
+    entry: ScheduleEntry
+    first: int
+    count: int  # capped at MISSED_COUNT_LIMIT
+
+
+@dataclass
+class Decision:
+    due: list[Due] = field(default_factory=list)
+    missed: list[Missed] = field(default_factory=list)
+    #: time spec -> error, for entries whose time spec is invalid.
+    invalid: dict[str, str] = field(default_factory=dict)
+    watermark: float = 0.0
+    #: The new next-fire cache (relative to ``watermark``), or None if unchanged.
+    next_fires: dict[str, int | None] | None = None
+    #: Seconds the clock is behind the watermark (0 when it is not).
+    behind: float = 0.0
+    #: The watermark was far ahead of the clock and is replaced, not advanced.
+    reset: bool = False
+
+
+def decide(
+    entries: Iterable[ScheduleEntry],
+    now: float,
+    tz: dt.tzinfo,
+    grace_of: Callable[[ScheduleEntry], float],
+    watermark: float | None = None,
+    cache: dict[str, int | None] | None = None,
+    cache_as_of: float | None = None,
+) -> Decision:
+    """What to start at ``now``, given the watermark and the next-fire cache.
+
+    ``cache`` maps a normalized time spec to its first fire instant after
+    ``cache_as_of`` (None: never). It is trusted only when ``cache_as_of``
+    is not after the watermark; a value at or before the watermark is
+    recomputed.
+    """
+    reset = False
+    if watermark is not None and watermark - now > MAX_CLOCK_BEHIND:
+        logger.warning("clock is %.0f s behind the watermark: taking it as corrected", watermark - now)
+        watermark, reset = None, True
+    if watermark is None:
+        watermark, cache = now - 60.0, None
+    if now <= watermark:
+        return Decision(watermark=watermark, behind=watermark - now)
+    if cache is None or cache_as_of is None or cache_as_of > watermark:
+        cache = {}
+    decision = Decision(watermark=now, reset=reset)
+    resolved: dict[str, int | None] = {}
+    # Most time specs are already normal and key ``resolved`` themselves: only
+    # the others (extra spaces, aliases) are mapped, to keep memory flat.
+    odd: dict[str, str] = {}
+    changed = False
+    for entry in entries:
+        raw = entry.time_spec
+        key = raw if raw in resolved else odd.get(raw)
+        if key is None:
+            key = normalize(raw)
+            if key != raw:
+                odd[raw] = key
+        if key in resolved:
+            first = resolved[key]
+        else:
+            first = cache.get(key, -1)
+            if first is not None and first <= watermark:
+                try:
+                    first = parse_cron(key).next_fire(watermark, tz)
+                except CronExprError as exc:
+                    decision.invalid[entry.time_spec] = str(exc)
+                    continue
+                changed = True
+            resolved[key] = first
+        if first is None or first > now:
+            continue
+        _due_or_missed(decision, entry, key, first, now, tz, grace_of(entry))
+    # Advance the cache past now for what was due; drop specs no longer used.
+    for key, first in resolved.items():
+        if first is not None and first <= now:
+            resolved[key] = parse_cron(key).next_fire(now, tz)
+            changed = True
+    if changed or len(resolved) != len(cache):
+        decision.next_fires = resolved
+    return decision
+
+
+def _due_or_missed(
+    decision: Decision, entry: ScheduleEntry, key: str, first: int, now: float, tz: dt.tzinfo, grace: float
+) -> None:
+    expr = parse_cron(key)
+    cutoff = now - grace
+    after = first - 1
+    if first < cutoff:
+        count, instant = 0, first  # type: int, int | None
+        while instant is not None and instant < cutoff and count < MISSED_COUNT_LIMIT:
+            count += 1
+            instant = expr.next_fire(instant, tz)
+        decision.missed.append(Missed(entry, first, count))
+        after = max(after, math.ceil(cutoff) - 1)
+    slots = expr.fires_between(after, now, tz)
+    if slots:
+        decision.due.append(Due(entry, tuple(slots)))
+
+
+def claim_key(entry: ScheduleEntry, slot: int) -> str:
+    """The lock-backend claim of one (entry, fire instant): the same on every host."""
+    digest = hashlib.blake2b(
+        f"{normalize(entry.time_spec)}\0{entry.job_spec}".encode(), digest_size=8
+    ).hexdigest()
+    return f"fire-{digest}-{slot}"

@@ -1,0 +1,223 @@
+"""One scheduler tick: tick hooks, the decision, fire claims, spawns, requested runs, state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cronman_core import conf
+from cronman_core.control import HostControl, resume
+from cronman_core.cronexpr import CronExprError, get_zone, normalize, parse_cron
+from cronman_core.datadir import get_data_dir
+from cronman_core.errors import CronmanError
+from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
+from cronman_core.schedule import ScheduleEntry, grace_of
+from cronman_core.scheduler.decide import MISSED_COUNT_LIMIT, Decision, Due, claim_key, decide
+from cronman_core.scheduler.state import SchedulerState
+from cronman_core.spawn import spawn_job
+from cronman_core.spawners import RequestedRun
+from cronman_core.switch import SchedulerSwitch
+
+logger = logging.getLogger("cronman.scheduler")
+
+#: Claims live this long past the grace window (clock skew between hosts).
+CLAIM_MARGIN = 3600.0
+#: Expired claims are pruned at most this often.
+PRUNE_INTERVAL = 600.0
+
+
+class Clock(Protocol):
+    """Wall time for decisions, and a wait that a stop event can cut short."""
+
+    def time(self) -> float: ...
+
+    def wait(self, event: threading.Event, seconds: float) -> bool: ...
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(max(0.0, seconds))
+
+
+@dataclass
+class TickResult:
+    now: float
+    enabled: bool
+    spawned: list[str] = field(default_factory=list)
+    decision: Decision = field(default_factory=Decision)
+
+
+def _aware(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+
+
+def _fmt(timestamp: float, tz: dt.tzinfo) -> str:
+    return dt.datetime.fromtimestamp(timestamp, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+class Scheduler:
+    """Runs ticks: hooks, decision, claims, spawns, requested runs, state."""
+
+    def __init__(self, pm: CronmanPluginManager | None = None, clock: Clock | None = None) -> None:
+        self.pm = pm or get_plugin_manager()
+        self.clock: Clock = clock or SystemClock()
+        data_dir = get_data_dir()
+        self.state = SchedulerState(data_dir)
+        self.switch = SchedulerSwitch(data_dir)
+        #: What tick hooks get: the switch and this host's workers.
+        self.control = HostControl(self.switch)
+        self.zone_name = conf.time_zone_name()
+        self.tz = get_zone(self.zone_name)
+
+    def tick(self) -> TickResult:
+        """One tick at the clock's now; tick hooks see it before the decision."""
+        now = self.clock.time()
+        result = TickResult(now=now, enabled=True)
+        self.pm.scheduler_tick(self.control, _aware(now))
+        error: BaseException | None = None
+        try:
+            self._tick(result)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.pm.scheduler_tick_done(self.control, _aware(now), result.spawned, error)
+        return result
+
+    def _tick(self, result: TickResult) -> None:
+        now = result.now
+        stored = self.state.read_watermark()
+        cache, as_of = self.state.read_cache(self.zone_name)
+        decision = decide(
+            self.pm.schedule(),
+            now,
+            self.tz,
+            grace_of,
+            watermark=stored.get("watermark"),
+            cache=cache,
+            cache_as_of=as_of,
+        )
+        result.decision = decision
+        for message in decision.invalid.values():
+            logger.error("skipping schedule entry: %s", message)
+        for missed in decision.missed:
+            logger.warning(
+                "missed %s%d run(s) of %s (%s) from %s: older than its misfire grace",
+                "" if missed.count < MISSED_COUNT_LIMIT else "at least ",
+                missed.count,
+                missed.entry.job_spec,
+                missed.entry.time_spec.strip(),
+                _fmt(missed.first, self.tz),
+            )
+        if decision.behind:
+            logger.warning("clock is %.1f s behind the watermark: nothing fires until it catches up",
+                           decision.behind)
+        result.enabled = self.switch.is_enabled()
+        if result.enabled:
+            self._resume_requested_workers()
+            self._start_due(decision.due, result)
+            self._start_requested(now, result)
+        elif decision.due:
+            logger.info("scheduler disabled: %d due run(s) not started", len(decision.due))
+        pruned_at = self._maybe_prune(now, stored) if result.enabled else None
+        if decision.next_fires is not None:
+            self.state.write_cache(self.zone_name, decision.watermark, decision.next_fires)
+        if decision.watermark != stored.get("watermark") or pruned_at:
+            self.state.write_watermark(decision.watermark, pruned_at, reset=decision.reset)
+
+    def _resume_requested_workers(self) -> None:
+        """Resume suspended workers if ``enable --workers`` asked for it."""
+        if self.switch.take_resume_request():
+            for outcome in resume():
+                logger.info("resumed %s", outcome)
+
+    def _start_due(self, due: list[Due], result: TickResult) -> None:
+        if not due:
+            return
+        backend = self.pm.lock_backend()
+        for run in due:
+            ttl = grace_of(run.entry) + CLAIM_MARGIN
+            # The newest fire time decides: whoever wins it runs, and that run
+            # covers the older missed ones too. Claiming them afterwards keeps a
+            # lagging tick (another host, an older watermark) from running them
+            # again; a tick that loses the newest one starts nothing.
+            if not backend.claim(claim_key(run.entry, run.fire_time), ttl):
+                logger.debug("%s at %s already fired elsewhere", run.entry.job_spec, run.fire_time)
+                continue
+            won = 1 + sum(backend.claim(claim_key(run.entry, slot), ttl) for slot in run.slots[:-1])
+            late = result.now - run.fire_time
+            if self._spawn(RequestedRun(run.entry.job_spec), result):
+                logger.info(
+                    "started %s for %s (%d slot(s), %.3f s after its time)",
+                    run.entry.job_spec, _fmt(run.fire_time, self.tz), won, late,
+                )
+
+    def _start_requested(self, now: float, result: TickResult) -> None:
+        if not self.pm.has_impl("cronman_requested_runs"):
+            return
+        for run in self.pm.requested_runs(_aware(now)):
+            if self._spawn(run, result):
+                logger.info("started requested run %s", run.job_spec)
+
+    def poll_requested(self) -> TickResult:
+        """Between ticks (daemon): start requested runs only, if enabled."""
+        result = TickResult(now=self.clock.time(), enabled=self.switch.is_enabled())
+        if result.enabled:
+            self._start_requested(result.now, result)
+        return result
+
+    def _spawn(self, run: RequestedRun, result: TickResult) -> bool:
+        """Start one worker; a failure is logged and reported, and the tick goes on."""
+        job_spec = run.job_spec
+        try:
+            spawn_job(job_spec, resumed=run.resumed, env=run.env)
+        except CronmanError as exc:
+            logger.error("cannot start %s: %s", job_spec, exc)
+            return False
+        except Exception as exc:
+            logger.error("cannot start %s: %s: %s", job_spec, type(exc).__name__, exc)
+            self.pm.report_error(exc, {"command": "cron_scheduler", "job_spec": job_spec})
+            return False
+        result.spawned.append(job_spec)
+        return True
+
+    def _maybe_prune(self, now: float, stored: dict[str, Any]) -> float | None:
+        if now - float(stored.get("pruned_at") or 0.0) < PRUNE_INTERVAL:
+            return None
+        removed = self.pm.lock_backend().prune_claims()
+        logger.debug("pruned %d expired fire claim(s)", removed)
+        return now
+
+    def upcoming(self, count: int) -> list[tuple[ScheduleEntry, list[int] | str]]:
+        """The next ``count`` fire instants of every entry (or its error) from now."""
+        now = self.clock.time()
+        rows: list[tuple[ScheduleEntry, list[int] | str]] = []
+        by_spec: dict[str, list[int] | str] = {}  # entries sharing a time spec share the work
+        for entry in self.pm.schedule():
+            key = normalize(entry.time_spec)
+            if key not in by_spec:
+                by_spec[key] = self._next_instants(entry.time_spec, now, count)
+            rows.append((entry, by_spec[key]))
+        return rows
+
+    def _next_instants(self, time_spec: str, now: float, count: int) -> list[int] | str:
+        try:
+            expr = parse_cron(time_spec)
+        except CronExprError as exc:
+            return str(exc)
+        instants: list[int] = []
+        instant = expr.next_fire(now, self.tz)
+        while instant is not None and len(instants) < count:
+            instants.append(instant)
+            instant = expr.next_fire(instant, self.tz)
+        return instants
+
+    def format_time(self, timestamp: float) -> str:
+        return _fmt(timestamp, self.tz)
