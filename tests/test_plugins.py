@@ -1,6 +1,5 @@
 """Loading plugins: entry points, CRONMAN_PLUGINS, broken ones, disabling, isolation."""
 
-import ast
 import json
 from pathlib import Path
 
@@ -110,18 +109,25 @@ def test_cron_plugins_lists_source_version_and_hooks(project):
     assert "jobs_module" in result.stdout and "builtin" in result.stdout
 
 
-def test_core_imports_no_plugin_or_client_library():
-    forbidden = ("cronman_plugins", "requests", "redis", "sentry_sdk", "celery")
-    offenders = []
-    for path in (REPO / "cronman_core").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                if name.split(".")[0] in forbidden:
-                    offenders.append(f"{path.relative_to(REPO)}: {name}")
-    assert offenders == []
+def test_wrapper_on_a_notification_hook_is_refused_with_one_line(project):
+    project.configure(CRONMAN_PLUGINS=["cronman_testplugin.wrapper"])
+    result = project.run("cron_worker", "run", "Echo")
+    assert_one_line_error(
+        result, "invalid cronman plugin", "cronman_testplugin.wrapper", "cronman_job_started",
+        "wrapper implementations are not supported",
+    )
+
+
+def test_one_name_disables_a_plugin_on_every_load_path(project):
+    """The redis plugin is on through its app and django-cronman's setting; "redis" blocks both."""
+    from tests.settings import INSTALLED_APPS
+
+    apps = [*INSTALLED_APPS, "cronman_plugins.redis"]
+    project.configure(INSTALLED_APPS=apps, CRONMAN_REMOTE_MANAGER_ENABLED=True)
+    listing = json.loads(project.run("cron_plugins", "--json").stdout)
+    assert [(row["name"], row["source"]) for row in listing if "redis" in row["path"]] == [("redis", "builtin")]
+    for disabled in ("redis", "cronman_plugins.redis"):
+        project.configure(INSTALLED_APPS=apps, CRONMAN_REMOTE_MANAGER_ENABLED=True,
+                          CRONMAN_DISABLED_PLUGINS=[disabled])
+        listing = json.loads(project.run("cron_plugins", "--json").stdout)
+        assert [row["name"] for row in listing if "redis" in row["path"]] == []
