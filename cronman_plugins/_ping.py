@@ -15,6 +15,7 @@ pings (and every disabled one) costs nothing at start-up.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import logging
 import threading
 import time
@@ -59,8 +60,15 @@ def _budget() -> float:
     return float(value)
 
 
-def check_settings() -> None:
-    """Raise one clear :class:`UsageError` for unusable ping settings (at plugin load)."""
+def check_settings(extra: str) -> None:
+    """Raise one clear :class:`UsageError` for unusable ping settings (at plugin load).
+
+    ``requests`` is an extra of the ping plugins (``cronman[cronitor]``,
+    ``cronman[healthchecks]``), not a core requirement: without it the
+    plugin stops the load with one line instead of failing at every ping.
+    """
+    if importlib.util.find_spec("requests") is None:
+        raise UsageError(f"the {extra} plugin needs requests: pip install 'cronman[{extra}]'")
     _timeout()
     _budget()
 
@@ -109,7 +117,7 @@ class Pinger:
         :param label: what the ping is, for the log line (URLs may hold keys).
         :param budget_key: the run id or tick whose budget the ping spends.
         """
-        import requests
+        import requests  # local: a worker whose job has no monitor never pays for it
 
         try:
             connect, read = _timeout()

@@ -61,7 +61,7 @@ def plugin_enabled() -> bool:
     """On with django-cronman's ``CRONMAN_CRONITOR_ENABLED``; bad settings stop the load."""
     if not conf.get("CRONMAN_CRONITOR_ENABLED", False):
         return False
-    check_settings()
+    check_settings("cronitor")
     _url("id", "run")
     return True
 

@@ -43,7 +43,7 @@ def plugin_enabled() -> bool:
     """On with ``CRONMAN_HEALTHCHECKS_ENABLED``; bad settings stop the load."""
     if not conf.get("CRONMAN_HEALTHCHECKS_ENABLED", False):
         return False
-    check_settings()
+    check_settings("healthchecks")
     _base_url()
     return True
 

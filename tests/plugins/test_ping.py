@@ -1,9 +1,11 @@
 """Monitoring outages never fail nor hang a job: bounded pings (cronman_plugins._ping)."""
 
+import importlib.util
 import time
 
 import pytest
 
+from cronman_core.errors import UsageError
 from cronman_plugins import _ping, sentry
 from tests.plugins.httpserver import Dropper, refused_url
 
@@ -83,3 +85,9 @@ def test_bad_ping_settings_are_one_line(project):
     assert result.stderr.strip().splitlines() == [
         "Error: CRONMAN_PING_TIMEOUT must be seconds or a (connect, read) pair, got 'soon'"
     ]
+
+
+def test_a_ping_plugin_without_requests_stops_the_load_with_one_line(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UsageError, match=r"the cronitor plugin needs requests: pip install 'cronman\[cronitor\]'"):
+        _ping.check_settings("cronitor")
