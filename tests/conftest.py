@@ -3,6 +3,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,20 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
         time.sleep(interval)
+
+
+def write_module(tmp_path, name: str, text: str) -> str:
+    (tmp_path / f"{name}.py").write_text(text)
+    return name
+
+
+@pytest.fixture
+def schedule_module(tmp_path, monkeypatch, settings):
+    """Point CRONMAN_JOBS_MODULE at a module written for the test."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def use(text: str) -> None:
+        name = f"test_sched_{uuid.uuid4().hex}"  # a fresh name: sys.modules caches modules
+        settings.CRONMAN_JOBS_MODULE = write_module(tmp_path, name, text)
+
+    return use

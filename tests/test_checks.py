@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import uuid
 
 import pytest
 from django.core.checks import WARNING
@@ -21,23 +20,6 @@ BAD_SCHEDULE = (
     ("  */5  *  * * *", "Hello:world"),
     ("@weekly", "Hello:what=x,sleep=1"),
 )
-
-
-def write_module(tmp_path, name: str, text: str) -> str:
-    (tmp_path / f"{name}.py").write_text(text)
-    return name
-
-
-@pytest.fixture
-def schedule_module(tmp_path, monkeypatch, settings):
-    """Point CRONMAN_JOBS_MODULE at a module written for the test."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    def use(text: str) -> None:
-        name = f"checks_sched_{uuid.uuid4().hex}"  # a fresh name: sys.modules caches modules
-        settings.CRONMAN_JOBS_MODULE = write_module(tmp_path, name, text)
-
-    return use
 
 
 def ids(errors) -> list[str]:

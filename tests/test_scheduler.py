@@ -11,15 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cronman_core import hookimpl
-from cronman_core.cronexpr import CronExprError, normalize, parse_cron
-from cronman_core.errors import UsageError
-from cronman_core.job import BaseCronJob, cron_job_registry
 from cronman_core.plugins import CronmanPluginManager
-from cronman_core.schedule import ScheduleEntry, grace_of
+from cronman_core.schedule import ScheduleEntry
 from cronman_core.scheduler import tick
 from cronman_core.scheduler.daemon import run_daemon
 from cronman_core.scheduler.decide import MAX_CLOCK_BEHIND, claim_key, decide
 from cronman_core.scheduler.tick import Scheduler
+from tests.support.schedule import ScheduleSource
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=UTC).timestamp()  # a Monday, 10:00 UTC
@@ -36,66 +34,6 @@ def entry(time_spec: str, job_spec: str = "Noop", **kwargs: object) -> ScheduleE
 
 def grace(seconds: float):
     return lambda e: seconds
-
-
-# -- cron expressions ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text, normal",
-    [
-        ("   15   5   *   *   *", "15 5 * * *"),
-        ("@hourly", "0 * * * *"),
-        ("@DAILY", "0 0 * * *"),
-        ("@midnight", "0 0 * * *"),
-        ("@weekly", "0 0 * * 0"),
-        ("@monthly", "0 0 1 * *"),
-        ("@yearly", "0 0 1 1 *"),
-        ("@annually", "0 0 1 1 *"),
-    ],
-)
-def test_extra_spaces_and_aliases(text: str, normal: str) -> None:
-    assert normalize(text) == normal
-    assert parse_cron(text).text == normal
-
-
-@pytest.mark.parametrize(
-    "text, reason",
-    [
-        ("* * * *", "expected 5 fields"),
-        ("* * * * * *", "expected 5 fields"),
-        ("60 * * * *", "out of range 0-59 in the minute field"),
-        ("* 24 * * *", "out of range 0-23 in the hour field"),
-        ("* * 0 * *", "out of range 1-31"),
-        ("*/0 * * * *", "bad step"),
-        ("x * * * *", "not a number"),
-        ("1,,2 * * * *", "empty value"),
-        ("@reboot", "unknown alias"),
-        ("", "expected 5 fields"),
-    ],
-)
-def test_invalid_expressions_are_one_line(text: str, reason: str) -> None:
-    with pytest.raises(CronExprError) as info:
-        parse_cron(text)
-    assert reason in str(info.value)
-    assert "\n" not in str(info.value)
-
-
-def test_names_wrapping_ranges_and_sunday_as_7() -> None:
-    start = dt.datetime(2026, 1, 1, tzinfo=UTC).timestamp()
-    for text in ("0 12 * jan-mar sun-sat/2", "50-10 * * * *", "0 0 * * 7", "15 5 1,15 * fri-mon"):
-        it = croniter(text, dt.datetime.fromtimestamp(start, UTC))
-        expected = [int(it.get_next(float)) for _ in range(30)]
-        assert parse_cron(text).fires_between(start, expected[-1], UTC) == expected
-
-
-def test_single_value_range_means_that_value() -> None:
-    assert parse_cron("* 6-6 * * *").next_fire(T0, UTC) == at(10 + 20, 0)  # 06:00 next day
-
-
-def test_impossible_date_never_fires() -> None:
-    assert parse_cron("0 0 30 2 *").next_fire(T0, UTC) is None
-    assert parse_cron("0 0 29 2 *").next_fire(T0, UTC) == dt.datetime(2028, 2, 29, tzinfo=UTC).timestamp()
 
 
 # -- never early, first tick, catch-up, grace --------------------------------------
@@ -156,23 +94,6 @@ def test_clock_far_behind_is_taken_as_corrected() -> None:
     assert [d.slots for d in decision.due] == [(at(10, 0),)]
 
 
-def test_grace_per_entry_per_job_class_and_setting(settings) -> None:
-    class Patient(BaseCronJob):
-        misfire_grace = 7200
-
-        def run(self) -> None:
-            pass
-
-    cron_job_registry.register(Patient, name="PatientTestJob")
-    try:
-        settings.CRONMAN_MISFIRE_GRACE = 60
-        assert grace_of(entry("* * * * *", "Noop")) == 60
-        assert grace_of(entry("* * * * *", "PatientTestJob:x")) == 7200
-        assert grace_of(entry("* * * * *", "PatientTestJob", misfire_grace=5)) == 5
-    finally:
-        cron_job_registry.unregister("PatientTestJob")
-
-
 def test_invalid_time_spec_is_reported_and_others_still_fire() -> None:
     decision = decide([entry("61 * * * *"), entry("* * * * *")], at(10, 1), UTC, grace(60),
                       watermark=at(10, 0))
@@ -204,34 +125,6 @@ def test_claim_keys_are_per_entry_and_slot_and_ignore_spacing() -> None:
     assert a == claim_key(entry(" */5  * * * *", "Noop"), 100)
     assert a != claim_key(entry("*/5 * * * *", "Noop"), 160)
     assert a != claim_key(entry("*/5 * * * *", "Hello:x"), 100)
-
-
-# -- entries from plugins -------------------------------------------------------------
-
-
-class _Source:
-    def __init__(self, items: list) -> None:
-        self.items = items
-
-    @hookimpl
-    def cronman_schedule_entries(self) -> list:
-        return self.items
-
-
-def test_default_entry_yields_to_another_entry_for_the_same_job() -> None:
-    pm = CronmanPluginManager()
-    pm.register(_Source([ScheduleEntry("*/4 * * * *", "Tasks", default=True),
-                         ScheduleEntry("*/9 * * * *", "Other", default=True)]))
-    pm.register(_Source([("0 * * * *", "Tasks:fast=1"), ("@daily", "Noop")]))
-    found = {(e.time_spec, e.job_spec) for e in pm.schedule()}
-    assert found == {("*/9 * * * *", "Other"), ("0 * * * *", "Tasks:fast=1"), ("@daily", "Noop")}
-
-
-def test_malformed_plugin_entry_is_a_usage_error() -> None:
-    pm = CronmanPluginManager()
-    pm.register(_Source([("* * * * *",)]))
-    with pytest.raises(UsageError, match="not a \\(time spec, job spec\\) pair"):
-        list(pm.schedule())
 
 
 # -- the property: every covered occurrence within grace fires exactly once, none early ----
@@ -395,7 +288,7 @@ def _pidfile_manager(settings, data_dir, jobs, *plugins) -> CronmanPluginManager
     settings.CRONMAN_DATA_DIR = str(data_dir)
     settings.CRONMAN_TIME_ZONE = "UTC"
     pm = CronmanPluginManager()
-    pm.register(_Source(jobs))
+    pm.register(ScheduleSource(jobs))
     pm.register(cronman_plugins.pidfile)
     for plugin in plugins:
         pm.register(plugin)

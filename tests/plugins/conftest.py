@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 
 from cronman_core.plugins import build_plugin_manager
-from tests.plugins.httpserver import Recorder
+from tests.support.httpserver import Recorder
 
 
 @pytest.fixture

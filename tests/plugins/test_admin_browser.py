@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO, need, wait_for
 from tests.plugins import tasks_support
-from tests.plugins.tasks_support import DbProject
+from tests.support.tasks_support import DbProject
 
 sqlite_project = tasks_support.sqlite_project
 

@@ -14,7 +14,7 @@ import pytest
 from cronman_core.testing import CronmanProject
 from tests import settings as test_settings
 from tests.conftest import REPO, wait_for
-from tests.plugins.redis_server import RedisServer, running_redis
+from tests.support.redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.redis
 

@@ -1,14 +1,11 @@
-"""The local spawner and ``cronman_core.spawn``: detached workers, logs, no zombies, no shell."""
+"""The local spawner: detached workers leading their session, private logs, no zombies."""
 
 import os
 import sys
 from pathlib import Path
 
 import psutil
-import pytest
 
-from cronman_core.errors import UsageError
-from cronman_core.spawn import build_worker_command
 from cronman_core.spawners import WorkerCommand
 from cronman_plugins.local import TRUNCATED, LocalSpawner, prune_logs, reaper
 from tests.conftest import wait_for
@@ -67,22 +64,3 @@ def test_logs_are_pruned_to_the_newest_and_capped(tmp_path):
     assert sorted(p.name for p in logs.iterdir()) == ["3.log", "4.log"]
     data = (logs / "4.log").read_bytes()
     assert data.startswith(TRUNCATED) and data.endswith(b"end4") and len(data) < 100
-
-
-def test_build_worker_command_runs_the_same_project_without_a_shell(settings):
-    command = build_worker_command('Echo:"a b",k=$(id)', resumed=True)
-    assert command.argv[0] == sys.executable
-    assert command.argv[-3:] == ["cron_worker", "run", 'Echo:"a b",k=$(id)']
-    assert command.env["DJANGO_SETTINGS_MODULE"] == settings.SETTINGS_MODULE
-    assert command.env["CRON_PROCESS_RESUMED"] == "1"
-    assert command.job_class is Echo
-    assert "CRON_PROCESS_RESUMED" not in build_worker_command("Echo").env
-
-
-@pytest.mark.parametrize(
-    ("spec", "fragment"),
-    [("NoSuchJob", "unknown cron job"), ("Hello:a,b,c", "do not fit"), ("Echo:", "empty value")],
-)
-def test_build_worker_command_refuses_bad_specs(spec, fragment):
-    with pytest.raises(UsageError, match=fragment):
-        build_worker_command(spec)

@@ -7,7 +7,7 @@ import pytest
 
 from cronman_core.errors import UsageError
 from cronman_plugins import _ping, sentry
-from tests.plugins.httpserver import Dropper, refused_url
+from tests.support.httpserver import Dropper, refused_url
 
 #: The documented worst case a job pays with the default settings.
 BOUND = _ping.DEFAULT_BUDGET + sentry.DEFAULT_SHUTDOWN_TIMEOUT

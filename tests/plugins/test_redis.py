@@ -18,7 +18,7 @@ from cronman_plugins.redis.locks import RedisLockBackend
 from tests import settings as test_settings
 from tests.conftest import REPO, wait_for
 from tests.plugins.conftest import registered_times
-from tests.plugins.redis_server import RedisServer, free_port, running_redis, wait_gone
+from tests.support.redis_server import RedisServer, free_port, running_redis, wait_gone
 
 pytestmark = pytest.mark.redis
 

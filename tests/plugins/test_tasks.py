@@ -284,7 +284,7 @@ def _zombie(pid: int) -> bool:
 
 def test_two_run_cron_tasks_start_each_of_100_tasks_once(db_project):
     spawned = db_project.path / "spawned.jsonl"
-    db_project.configure(CRONMAN_PLUGINS=["tests.plugins.tasks_recorder"])
+    db_project.configure(CRONMAN_PLUGINS=["tests.support.tasks_recorder"])
     ids = db_project.shell(
         "from cronman_plugins.tasks.models import CronTask; "
         "tasks = CronTask.objects.bulk_create(CronTask(cron_job='TaskEcho', params=f'n{i}') for i in range(100)); "
