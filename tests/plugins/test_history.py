@@ -19,7 +19,7 @@ from cronman_plugins.history.models import CronRun
 from cronman_plugins.tasks.jobs import CleanCronTasks
 from cronman_plugins.tasks.models import CronTask
 from tests.conftest import wait_for
-from tests.plugins import tasks_support
+from tests.support import tasks_support
 from tests.testapp.cron_jobs import Fail
 
 sqlite_project = tasks_support.sqlite_project

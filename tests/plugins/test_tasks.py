@@ -22,7 +22,7 @@ from cronman_plugins.tasks import runner
 from cronman_plugins.tasks.checks import check_allowed_cron_tasks
 from cronman_plugins.tasks.models import CronTask, CronTaskStatus
 from tests.conftest import wait_for
-from tests.plugins import tasks_support
+from tests.support import tasks_support
 
 db_project = tasks_support.db_project
 sqlite_project = tasks_support.sqlite_project
