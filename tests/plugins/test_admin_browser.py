@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, need, wait_for
-from tests.plugins import tasks_support
+from tests.support import tasks_support
 from tests.support.tasks_support import DbProject
 
 sqlite_project = tasks_support.sqlite_project
