@@ -133,7 +133,7 @@ def bench_decide(sizes: list[int]) -> None:
     import datetime as dt
 
     from cronman_core.schedule import ScheduleEntry
-    from cronman_core.scheduler import decide
+    from cronman_core.scheduler.decide import decide
 
     utc = dt.UTC
     t0 = dt.datetime(2026, 3, 2, 10, 0, 5, tzinfo=utc).timestamp()
@@ -302,7 +302,8 @@ def lateness_child(fires: int, scale: float, records: Path) -> None:
     import django
 
     django.setup()
-    from cronman_core.scheduler import Scheduler, run_daemon
+    from cronman_core.scheduler.daemon import run_daemon
+    from cronman_core.scheduler.tick import Scheduler
 
     clock = ScaledClock(scale)
     scheduler = Scheduler(clock=clock)

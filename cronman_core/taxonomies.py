@@ -44,4 +44,3 @@ class RunStatus:
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     KILLED = "killed"
-    SKIPPED = "skipped"
