@@ -155,7 +155,7 @@ def compare(trees: dict[str, Path], work: Path, args: argparse.Namespace) -> Non
     bare_wall = med(starts["django.setup()"], 0)
     rows = [
         ("worker start-up, median wall (s)", med(starts["base"], 0), med(starts["this"], 0)),
-        ("worker start-up over bare django.setup() (%)",
+        ("worker start-up over bare django.setup() (% points)",
          (med(starts["base"], 0) / bare_wall - 1) * 100, (med(starts["this"], 0) / bare_wall - 1) * 100),
         ("worker peak RSS (MiB)", med(starts["base"], 1), med(starts["this"], 1)),
         ("decide() steady (us/entry)", *(statistics.median(d["steady"] for d in decides[n]) / args.entries * 1e6
@@ -166,7 +166,7 @@ def compare(trees: dict[str, Path], work: Path, args: argparse.Namespace) -> Non
         ("`cron_scheduler run` peak RSS (MiB)", med(ticks["base"], 1), med(ticks["this"], 1)),
     ]
     for label, base, this in rows:
-        ratio = f"x{this / base:.3f}" if base > 0 else "-"
+        ratio = f"{this - base:+.1f}" if "% points" in label else f"x{this / base:.3f}"
         print(f"| {label} | {base:.3f} | {this:.3f} | {ratio} |")
 
 
