@@ -203,7 +203,7 @@ class PidfileBackend(LockBackend):
                     fresh[name] = cached
                     found.append(record)
             if read or fresh.keys() != index.keys():
-                _save_index(dir_fd, fresh)
+                _save_index(self.records_dir, fresh)
             return found
         finally:
             os.close(dir_fd)
@@ -321,17 +321,12 @@ def _load_index(dir_fd: int) -> dict[str, list[Any]]:
     return {}
 
 
-def _save_index(dir_fd: int, records: dict[str, list[Any]]) -> None:
-    temp = f".tmp-index-{uuid.uuid4().hex}"
+def _save_index(directory: Path, records: dict[str, list[Any]]) -> None:
+    data = json.JSONEncoder(separators=(",", ":")).iterencode({"fields": _FIELDS, "records": records})
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600, dir_fd=dir_fd)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"fields": _FIELDS, "records": records}, f, separators=(",", ":"))
-        os.replace(temp, _INDEX, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        write_atomic(directory / _INDEX, data)
     except OSError as exc:  # a cache: the next listing reads the files again
         logger.info("cannot write the records index: %s", exc)
-        with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=dir_fd)
 
 
 def _flocked_inodes() -> set[tuple[int, int, int]] | None:

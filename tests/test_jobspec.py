@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,3 +102,21 @@ def test_bind_rejects_misfits_with_one_line(text):
         bind(Job, parse(text))
     assert "\n" not in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_the_grammar_needs_no_django():
+    """``cronman_core.jobspec`` is pure: parse, format and bind without settings or Django."""
+    code = (
+        "import sys\n"
+        "from cronman_core.jobspec import bind, format_spec, parse\n"
+        "class Job:\n"
+        "    def run(self, what, sleep=None): pass\n"
+        "spec = parse('Job:\"big world\",sleep=1')\n"
+        "bind(Job, spec)\n"
+        "assert format_spec(spec) == 'Job:\"big world\",sleep=1'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'cronman_plugins')))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
