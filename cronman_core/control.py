@@ -98,12 +98,12 @@ def liveness(backend: LockBackend, records: list[RunRecord]) -> list[bool]:
 
     On this host: its PID with the recorded start time
     (:func:`~cronman_core.process.proven_alive`); on another host (a shared
-    lock backend): its lock is held.
+    lock backend): its own run holds its lock, not just anyone.
     """
     flags = proven_alive(records)
     local = hostname()
     return [
-        flag if record.host == local else backend.is_locked(record.key)
+        flag if record.host == local else backend.is_held_by(record)
         for flag, record in zip(flags, records, strict=True)
     ]
 
@@ -139,51 +139,71 @@ def _gone(process: psutil.Process) -> bool:
 
 
 class _Victim:
-    """A proven worker and its descendants, signalled as one tree."""
+    """A proven worker, its descendants and its process group, signalled as one.
+
+    A spawned worker leads its own process group: while the leader lives the
+    group is signalled with ``killpg``. A member may outlive its leader (a
+    child that ignores SIGTERM); then each verified member is signalled on
+    its own: a process of the worker's group (whose id the kernel does not
+    reuse while a member lives) started no earlier than the worker, or a
+    descendant seen while the worker lived. psutil re-checks each process's
+    start time right before sending, so a reused PID is never signalled.
+    """
 
     def __init__(self, record: RunRecord, process: psutil.Process) -> None:
         self.record = record
         self.process = process
-        self.tree = self._descendants()
+        self.started = process.create_time()
         try:
-            # A spawned worker leads its own process group: signal the group.
             self.leads_group = os.getpgid(process.pid) == process.pid
         except ProcessLookupError:
             self.leads_group = False
+        self.members: dict[int, psutil.Process] = {}
+        self.refresh()
 
-    def _descendants(self) -> list[psutil.Process]:
+    def refresh(self) -> None:
+        """Add descendants and group members that appeared since the last look."""
         import psutil  # local: start-up time
 
-        try:
-            return self.process.children(recursive=True)
-        except psutil.Error:
-            return []
-
-    def refresh_tree(self) -> None:
-        """Add children started since the last look (before SIGKILL)."""
-        known = {p.pid: p for p in self.tree}
-        for child in self._descendants():
-            known.setdefault(child.pid, child)
-        self.tree = list(known.values())
+        with contextlib.suppress(psutil.Error):
+            for child in self.process.children(recursive=True):
+                self.members.setdefault(child.pid, child)
+        if not self.leads_group:
+            return
+        for candidate in psutil.process_iter():
+            if candidate.pid == self.process.pid or candidate.pid in self.members:
+                continue
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getpgid(candidate.pid) == self.process.pid and candidate.create_time() >= self.started - 0.05:
+                    self.members[candidate.pid] = candidate
 
     def signal(self, signum: int) -> None:
         import psutil  # local: start-up time
 
-        if not _gone(self.process):
-            # Both calls re-check the start time right before signalling.
-            if self.leads_group and self.process.is_running():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signum)
-            else:
-                with contextlib.suppress(psutil.Error):
+        if self.leads_group and not _gone(self.process) and self.process.is_running():
+            # is_running() re-checks the leader's start time: the group is still the worker's.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+            in_group = {pid for pid, p in self.members.items() if _in_group(p, self.process.pid)}
+        else:
+            with contextlib.suppress(psutil.Error):
+                if not _gone(self.process):
                     self.process.send_signal(signum)
-        for child in self.tree:
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                if not (self.leads_group and os.getpgid(child.pid) == self.process.pid):
-                    child.send_signal(signum)
+            in_group = set()
+        for pid, member in self.members.items():
+            if pid not in in_group:
+                with contextlib.suppress(psutil.Error, ProcessLookupError):
+                    member.send_signal(signum)
 
     def alive(self) -> list[psutil.Process]:
-        return [p for p in (self.process, *self.tree) if not _gone(p)]
+        return [p for p in (self.process, *self.members.values()) if not _gone(p)]
+
+
+def _in_group(process: psutil.Process, pgid: int) -> bool:
+    try:
+        return os.getpgid(process.pid) == pgid
+    except ProcessLookupError:
+        return False
 
 
 def _wait(victims: list[_Victim], seconds: float) -> None:
@@ -218,11 +238,11 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
         victim.signal(signal.SIGTERM)
         entries[victim.record.run_id].status = JobStatus.TERMED
     _wait(victims, grace)
+    for victim in victims:
+        victim.refresh()
     stubborn = [victim for victim in victims if victim.alive()]
     for victim in stubborn:
-        if not _gone(victim.process):
-            entries[victim.record.run_id].status = JobStatus.KILLED
-        victim.refresh_tree()
+        entries[victim.record.run_id].status = JobStatus.KILLED
         logger.warning("SIGKILL %s (PID %d)", victim.record.job_spec, victim.process.pid)
         victim.signal(signal.SIGKILL)
     _wait(stubborn, _KILL_SETTLE_SECONDS)

@@ -148,3 +148,26 @@ def bind(job_class: type[Runnable], spec: JobSpec, reserved: Collection[str] = (
     except TypeError as exc:
         raise JobParamsError(f"params of {format_spec(spec)!r} do not fit {spec.name}.run(): {exc}") from exc
 
+
+def canonical_params(bound: inspect.BoundArguments) -> str:
+    """The params of a bound ``run()`` call, one way for one call.
+
+    ``Foo:5,tag=x``, ``Foo:seconds=5,tag=x`` and ``Foo:tag=x,seconds=5`` bind
+    to the same call and give ``seconds=5,tag=x``: named parameters in the
+    signature's order, then ``*args`` values first, ``**kwargs`` sorted.
+    """
+    parameters = list(bound.signature.parameters.values())[1:]  # without ``self``
+    args: tuple[str, ...] = ()
+    kwargs: list[tuple[str, str]] = []
+    extra: list[tuple[str, str]] = []
+    for parameter in parameters:
+        if parameter.name not in bound.arguments:
+            continue
+        value = bound.arguments[parameter.name]
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            args = tuple(value)
+        elif parameter.kind is parameter.VAR_KEYWORD:
+            extra = sorted(value.items())
+        else:
+            kwargs.append((parameter.name, value))
+    return JobSpec("", args, tuple(kwargs + extra)).params

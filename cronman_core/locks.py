@@ -45,6 +45,14 @@ class LockBackend(ABC):
         """Whether some live process holds lock ``key`` now."""
 
     @abstractmethod
+    def is_held_by(self, record: RunRecord) -> bool:
+        """Whether the run that wrote ``record`` holds its lock now (not just anyone).
+
+        What makes another host's record ALIVE: a dead run whose key someone
+        else holds now is DEAD.
+        """
+
+    @abstractmethod
     def remove_record(self, record: RunRecord) -> None:
         """Forget a dead record (``clean``); never touches a held lock."""
 

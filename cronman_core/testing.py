@@ -173,6 +173,20 @@ class LockBackendContract:
         lock.release()
         assert lock_backend.records() == []
 
+    def test_is_held_by_its_own_run_only(self, lock_backend: LockBackend) -> None:
+        first = self.make_record("Job")
+        lock = lock_backend.acquire("Job", first)
+        assert lock is not None
+        assert lock_backend.is_held_by(first)
+        assert not lock_backend.is_held_by(self.make_record("Job"))  # same key, another run
+        lock.release(keep_record=True)
+        assert not lock_backend.is_held_by(first)
+        second = lock_backend.acquire("Job", self.make_record("Job"))
+        assert second is not None
+        assert not lock_backend.is_held_by(first)  # the key is held, but not by that run
+        second.release()
+        lock_backend.remove_record(first)
+
     def test_keep_record_frees_the_lock(self, lock_backend: LockBackend) -> None:
         record = self.make_record("Job", can_resume=True)
         lock = lock_backend.acquire("Job", record)

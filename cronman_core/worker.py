@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Collection
 from types import FrameType
 
 from cronman_core import conf
 from cronman_core.job import BaseCronJob, JobRun
-from cronman_core.jobspec import JobSpec
+from cronman_core.jobspec import JobSpec, bind, canonical_params
 from cronman_core.locks import Lock
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.process import create_time, on_stop_signals
@@ -34,20 +35,28 @@ class JobKilled(BaseException):
         self.signum = signum
 
 
-def lock_key(job_class: type[BaseCronJob], spec: JobSpec) -> str | None:
-    """The lock a run takes, per ``lock_type`` / ``lock_name`` (None: no lock)."""
+def lock_key(job_class: type[BaseCronJob], spec: JobSpec, reserved: Collection[str] = ()) -> str | None:
+    """The lock a run takes, per ``lock_type`` / ``lock_name`` (None: no lock).
+
+    A PARAMS lock is keyed by the arguments as bound to ``run()``, without
+    the params plugins reserve: one ``run()`` call, one lock.
+    """
     if job_class.lock_type is None:
         return None
     base = job_class.lock_name or spec.name
     if job_class.lock_type == LockType.PARAMS:
-        return f"{base}:{spec.params}" if spec.params else base
+        params = canonical_params(bind(job_class, spec, reserved))
+        return f"{base}:{params}" if params else base
     return base
 
 
-def _acquire(
-    pm: CronmanPluginManager, job_class: type[BaseCronJob], run: JobRun, key: str
-) -> Lock | None:
-    record = RunRecord(
+def record_key(run: JobRun) -> str:
+    """The key of a run without a lock: its own, so its record is seen but never contended."""
+    return f"{run.job_name}#{run.run_id}"
+
+
+def _record(job_class: type[BaseCronJob], run: JobRun, key: str) -> RunRecord:
+    return RunRecord(
         key=key,
         job_spec=run.job_spec,
         pid=run.pid,
@@ -57,6 +66,12 @@ def _acquire(
         started_at=run.started_at.isoformat(),
         can_resume=bool(job_class.can_resume),
     )
+
+
+def _acquire(
+    pm: CronmanPluginManager, job_class: type[BaseCronJob], run: JobRun, key: str
+) -> Lock | None:
+    record = _record(job_class, run, key)
     attempts = max(1, int(getattr(job_class, "lock_check_attempts", 1) or 1))
     for attempt in range(attempts):
         lock = pm.lock_backend().acquire(key, record)
@@ -79,9 +94,16 @@ def run_job(job_spec: str) -> int:
     pm = get_plugin_manager()
     spec, job_class = pm.resolve(job_spec)
     run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed())
-    key = lock_key(job_class, spec)
+    key = lock_key(job_class, spec, pm.reserved_params)
     lock: Lock | None = None
-    if key is not None:
+    if key is None:
+        # No lock, but a record all the same: status, kill, suspend and resume see the run.
+        unlocked = record_key(run)
+        try:
+            lock = pm.lock_backend().acquire(unlocked, _record(job_class, run, unlocked))
+        except Exception as exc:
+            logger.warning("%s: cannot record the run (%s); running without a record", run.job_spec, exc)
+    else:
         try:
             lock = _acquire(pm, job_class, run, key)
         except Exception as exc:

@@ -34,6 +34,7 @@ from cronman_core.datadir import private_subdir
 from cronman_core.files import OPEN_FLAGS as _OPEN_FLAGS
 from cronman_core.files import read_bytes, safe_name, write_atomic
 from cronman_core.locks import Lock, LockBackend
+from cronman_core.process import hostname, verified_process
 from cronman_core.records import RunRecord
 
 logger = logging.getLogger("cronman.plugins.pidfile")
@@ -120,6 +121,9 @@ class PidfileBackend(LockBackend):
             return None
         record = replace(record, key=key)
         try:
+            # The holder's run id in the lock file says whose lock it is (is_held_by).
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.run_id.encode(), 0)
             self.write_record(record)
         except BaseException:
             os.close(fd)
@@ -147,6 +151,28 @@ class PidfileBackend(LockBackend):
         finally:
             os.close(fd)
         return False
+
+    def is_held_by(self, record: RunRecord) -> bool:
+        """Whether ``record``'s own run holds its lock: the lock file names the holder's run id.
+
+        Only a holder writes the lock file, right after taking the lock, and
+        /proc/locks names the holder's PID too. Locks are this host's:
+        another host's record is never held here.
+        """
+        if record.host != hostname():
+            return False
+        path = self.lock_path(record.key)
+        try:
+            info = os.stat(path, follow_symlinks=False)
+            holder = read_bytes(path).decode(errors="replace")
+        except FileNotFoundError:
+            return False
+        if holder != record.run_id:
+            return False
+        held = _flocked_inodes()
+        if held is None:
+            return self.is_locked(record.key) and verified_process(record) is not None
+        return held.get((os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)) == record.pid
 
     def _discard_lock(self, key: str) -> None:
         """Unlink the lock file of ``key`` unless someone holds it (we hold it meanwhile)."""
@@ -329,19 +355,19 @@ def _save_index(directory: Path, records: dict[str, list[Any]]) -> None:
         logger.info("cannot write the records index: %s", exc)
 
 
-def _flocked_inodes() -> set[tuple[int, int, int]] | None:
-    """(major, minor, inode) of every flock()ed file, or None without /proc/locks."""
+def _flocked_inodes() -> dict[tuple[int, int, int], int] | None:
+    """(major, minor, inode) → PID of every write-flock()ed file, or None without /proc/locks."""
     try:
         text = read_bytes(Path("/proc/locks")).decode()
     except OSError:
         return None
-    held = set()
+    held = {}
     for line in text.splitlines():
         fields = line.split()
         if len(fields) >= 6 and fields[1] == "FLOCK" and fields[3] == "WRITE":
             try:
                 major, minor, inode = fields[5].split(":")
-                held.add((int(major, 16), int(minor, 16), int(inode)))
+                held[(int(major, 16), int(minor, 16), int(inode))] = int(fields[4])
             except ValueError:
                 continue
     return held

@@ -73,6 +73,13 @@ def test_occurrences_older_than_grace_are_missed_not_run() -> None:
     assert missed.count == 12  # 10:05 .. 11:00
 
 
+def test_grace_zero_runs_only_within_the_fire_times_own_minute() -> None:
+    late = decide([entry("0 * * * *")], at(11, 0, 23.5), UTC, grace(0), watermark=at(10, 59, 50))
+    assert [d.slots for d in late.due] == [(at(11, 0),)]  # 23.5 s late, still its minute
+    next_minute = decide([entry("0 * * * *")], at(11, 1, 0.2), UTC, grace(0), watermark=at(10, 59, 50))
+    assert next_minute.due == [] and [m.first for m in next_minute.missed] == [at(11, 0)]
+
+
 def test_all_missed_gives_no_run() -> None:
     decision = decide([entry("0 8 * * *")], at(10, 30), UTC, grace(600), watermark=at(7, 0))
     assert decision.due == []
@@ -206,7 +213,7 @@ def test_property_fires_each_covered_occurrence_within_grace_once(
                 claims.add(key)
         for e in entries:
             for instant in croniter_between(e.time_spec, covered_from, now):
-                if now - instant <= grace_seconds:
+                if now - instant <= grace_seconds or now - instant < 60:  # grace 0: its own minute
                     expected.add((e.job_spec, instant))
         watermark = decision.watermark
         if decision.next_fires is not None:

@@ -5,7 +5,8 @@ Its rules (docs/scheduling.md):
 * every occurrence in ``(watermark, now]`` is considered, never one after
   ``now``: a job never starts early;
 * occurrences older than the entry's misfire grace are missed (logged), the
-  others coalesce into one run per entry;
+  others coalesce into one run per entry; an occurrence within its own
+  minute is never missed (``misfire_grace = 0``: only within that minute);
 * with no watermark yet it is taken as one minute before ``now``;
 * a clock behind the watermark fires nothing until it catches up.
 
@@ -139,7 +140,9 @@ def _due_or_missed(
     decision: Decision, entry: ScheduleEntry, key: str, first: int, now: float, tz: dt.tzinfo, grace: float
 ) -> None:
     expr = parse_cron(key)
-    cutoff = now - grace
+    # Older than the grace is missed; but a fire is never missed within its own
+    # minute, so grace 0 means "only within the minute" (a tick is always a little late).
+    cutoff = min(now - grace, math.floor(now / 60.0) * 60.0)
     after = first - 1
     if first < cutoff:
         count, instant = 0, first  # type: int, int | None

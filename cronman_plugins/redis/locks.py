@@ -2,7 +2,7 @@
 
 Keys (under ``CRONMAN_REDIS_PREFIX``)::
 
-    cronman:lock:<key>   the owner's random token, with a TTL the worker renews
+    cronman:lock:<key>   the owner's run id (its token), with a TTL the worker renews
     cronman:records      hash run id -> RunRecord JSON (host, PID, start time)
     cronman:claims       sorted set fire-claim key -> expiry (Redis server time)
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +139,7 @@ class RedisLockBackend(LockBackend):
 
     def acquire(self, key: str, record: RunRecord) -> Lock | None:
         record = replace(record, key=key)
-        token = uuid.uuid4().hex
+        token = record.run_id  # unique per run: tells whose lock it is (is_held_by)
         args: list[str | int] = [token, self.ttl_ms, record.run_id, record.to_json()]
         with rc.reachable():
             acquired = self.scripts["acquire"](keys=[self.lock_key(key), self.records_key], args=args)
@@ -151,6 +150,13 @@ class RedisLockBackend(LockBackend):
     def is_locked(self, key: str) -> bool:
         with rc.reachable():
             return bool(self.redis.exists(self.lock_key(key)))
+
+    def is_held_by(self, record: RunRecord) -> bool:
+        with rc.reachable():
+            holder = self.redis.get(self.lock_key(record.key))
+        if isinstance(holder, bytes):
+            holder = holder.decode()
+        return holder == record.run_id
 
     def write_record(self, record: RunRecord) -> None:
         with rc.reachable():
