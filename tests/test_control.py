@@ -205,3 +205,32 @@ def test_a_symlinked_directory_in_the_data_dir_is_refused(project, tmp_path):
     os.symlink(elsewhere, project.data_dir / "records")
     line = _one_error_line(project.run("cron_worker", "status"))
     assert "records is a symlink" in line
+
+
+def test_a_worker_without_a_lock_is_listed_and_killed(project):
+    worker = _worker(project, "SleepNoLock:600", new_session=True)
+    wait_for(lambda: _marks(project, "Sleep"), timeout=60)
+    (row,) = _rows(project.run("cron_worker", "status"))
+    assert (row[0], row[1], row[-1]) == ("ALIVE", str(worker.pid), "SleepNoLock:600")
+    assert row[4].startswith("SleepNoLock#")  # its own key: never contended
+    killed = project.run("cron_worker", "kill", "SleepNoLock")
+    assert [(r[0], r[1]) for r in _rows(killed)] == [("TERMED", str(worker.pid))]
+    assert worker.wait(timeout=30) == 128 + 15
+    # it can resume: the killed run stays as DEAD, and resume restarts it
+    assert project.run("cron_worker", "status").stdout.splitlines()[-1] == "Total: 1 (1 DEAD)"
+    resumed = project.run("cron_worker", "resume")
+    assert resumed.stdout.splitlines()[-1] == "Resumed: 1", resumed.stderr
+    wait_for(lambda: [m for m in _marks(project, "Sleep") if m["resumed"]], timeout=60)
+    assert project.run("cron_worker", "kill", "SleepNoLock").returncode == 0
+
+
+def test_kill_ends_a_group_member_that_outlives_its_leader(project):
+    """The leader exits on SIGTERM; its child ignores SIGTERM in the same group: SIGKILL after the grace."""
+    project.configure(CRONMAN_KILL_GRACE=1)
+    worker = _worker(project, "StubbornChild:600", new_session=True)
+    child = wait_for(lambda: _marks(project, "StubbornChild"), timeout=60)[0]["child"]
+    killed = project.run("cron_worker", "kill", "StubbornChild")
+    assert killed.returncode == 0, killed.stderr
+    assert [(r[0], r[1]) for r in _rows(killed)] == [("KILLED", str(worker.pid))]
+    worker.wait(timeout=30)
+    assert _gone(child)

@@ -5,7 +5,10 @@ import signal
 
 import pytest
 
+from cronman_core.jobspec import parse
+from cronman_core.worker import lock_key
 from tests.conftest import wait_for
+from tests.testapp.cron_jobs import Echo, SleepParams
 
 
 def test_params_reach_run_as_strings(project):
@@ -70,3 +73,20 @@ def test_info_lists_jobs_and_shows_one(project):
     assert data["params"][0]["required"] is True
     missing = project.run("cron_worker", "info", "Nope")
     assert missing.returncode == 2 and "unknown cron job 'Nope'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["SleepParams:5,tag=x", "SleepParams:seconds=5,tag=x", "SleepParams:tag=x,seconds=5",
+     "SleepParams:5,tag=x,cronitor_id=abc"],
+)
+def test_params_locks_are_keyed_by_the_bound_call(spec):
+    assert lock_key(SleepParams, parse(spec), {"cronitor_id"}) == "SleepParams:seconds=5,tag=x"
+
+
+def test_params_lock_of_star_args_and_kwargs():
+    class Locked(Echo):
+        lock_type = "params"
+
+    first, second = lock_key(Locked, parse("Echo:a,b,z=1,y=2")), lock_key(Locked, parse("Echo:a,b,y=2,z=1"))
+    assert first == second == "Echo:a,b,y=2,z=1"

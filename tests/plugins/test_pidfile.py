@@ -75,6 +75,8 @@ def _started(project, count):
         ("Sleep:30", "Sleep:1", False),  # CLASS: params do not matter
         ("SleepParams:30", "SleepParams:30", False),  # PARAMS: same params
         ("SleepParams:30", "SleepParams:1", True),  # PARAMS: other params
+        ("SleepParams:30,tag=x", "SleepParams:seconds=30,tag=x", False),  # PARAMS: the same call
+        ("SleepParams:30,tag=x", "SleepParams:tag=x,seconds=30", False),
         ("SleepShared1:30", "SleepShared2:1", False),  # shared lock_name
         ("SleepNoLock:30", "SleepNoLock:1", True),  # lock_type None
     ],

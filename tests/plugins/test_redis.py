@@ -293,3 +293,29 @@ def test_redis_down_scheduler_runs_locally_with_one_warning(tmp_path: Path) -> N
     assert code == 1 and lines == []
     assert err.strip().startswith(f"Error: Redis at 127.0.0.1:{port}/0 is unavailable")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_another_hosts_record_is_alive_only_while_its_own_run_holds_the_lock(tmp_path, redis_server) -> None:
+    """A dead run on host B whose key host C holds now is DEAD on host A, and ``clean`` removes it."""
+    server = lock_settings = redis_server.settings(CRONMAN_REDIS_LOCKS=True, CRONMAN_REDIS_LOCK_TTL=2)
+    host_a = make_host(tmp_path, lock_settings, "host-a")
+    host_b = make_host(tmp_path, lock_settings, "host-b")
+    host_c = make_host(tmp_path, lock_settings, "host-c")
+    dead = host_b.popen("cron_worker", "run", "Sleep:600,tag=b")
+    wait_for(lambda: host_b.read_marks(), timeout=60)
+    dead.kill()  # its lock expires after one TTL; its record stays
+    dead.wait()
+    wait_for(lambda: not redis_server.client().exists(server["CRONMAN_REDIS_PREFIX"] + "cronman:lock:Sleep"),
+             timeout=60)
+    holder = host_c.popen("cron_worker", "run", "Sleep:600,tag=c")
+    try:
+        wait_for(lambda: host_c.read_marks(), timeout=60)
+        rows = {line.split("\t")[2]: line.split("\t")[0]
+                for line in host_a.run("cron_worker", "status").stdout.splitlines()[1:-1]}
+        assert rows == {"host-b": "DEAD", "host-c": "ALIVE"}
+        cleaned = host_a.run("cron_worker", "clean")
+        assert f"CLEANED\t{dead.pid}\tSleep:600,tag=b" in cleaned.stdout
+        assert "Cleaned: 1" in cleaned.stdout
+    finally:
+        holder.kill()
+        holder.wait()

@@ -87,6 +87,15 @@ class SpawnChild(BaseCronJob):
         child.wait()
 
 
+class StubbornChild(BaseCronJob):
+    """Leave a child in the worker's group that ignores SIGTERM, and exit on SIGTERM itself."""
+
+    def run(self, seconds="600"):
+        child = subprocess.Popen(["sh", "-c", f"trap '' TERM; sleep {int(seconds)}"])
+        _mark("StubbornChild", {"child": child.pid})
+        time.sleep(float(seconds))
+
+
 class IgnoreTerm(BaseCronJob):
     """Ignore SIGTERM (kill must fall back to SIGKILL)."""
 
@@ -106,7 +115,7 @@ class Echo(BaseCronJob):
         sys.stdout.write(json.dumps({"args": list(args), "kwargs": kwargs}) + "\n")
 
 
-for job in (Hello, Noop, Fail, Sleep, SleepParams, SleepShared1, SleepShared2, SleepNoLock,
+for job in (StubbornChild, Hello, Noop, Fail, Sleep, SleepParams, SleepShared1, SleepShared2, SleepNoLock,
             NiceSleep, SpawnChild, IgnoreTerm, Echo):
     cron_job_registry.register(job)
 
