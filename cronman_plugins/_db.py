@@ -10,8 +10,9 @@ process for a repeated error, such as a table that ``migrate`` never created).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
@@ -48,3 +49,24 @@ def log_database_error(logger: logging.Logger, what: str, exc: DatabaseError) ->
     level = logging.DEBUG if first_line in _reported else logging.WARNING
     _reported.add(first_line)
     logger.log(level, "%s failed: %s", what, first_line)
+
+
+@contextlib.contextmanager
+def serialized(using: str, key: str, table: str) -> Iterator[None]:
+    """A transaction that no other ``serialized(.., key, ..)`` runs beside: check-then-insert is atomic.
+
+    PostgreSQL: a transaction-level advisory lock on ``key``. SQLite: the
+    database's write lock taken first (a write to ``table`` that changes
+    nothing), so a concurrent request waits its busy timeout instead of
+    failing with "database is locked" when it upgrades a read lock. Other
+    databases: a plain transaction.
+    """
+    with transaction.atomic(using=using):
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+            elif connection.vendor == "sqlite":
+                quoted = connection.ops.quote_name(table)
+                cursor.execute(f"UPDATE {quoted} SET id = id WHERE 0 = 1")
+        yield

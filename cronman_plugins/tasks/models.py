@@ -16,6 +16,7 @@ from cronman_core.job import cron_job_registry
 from cronman_core.jobspec import JobSpec, format_spec, parse
 from cronman_core.plugins import get_plugin_manager
 from cronman_core.records import RunRecord
+from cronman_plugins._db import serialized
 
 #: A second request of the same job and params within this many seconds returns the first.
 DEFAULT_DEDUP_WINDOW = 300
@@ -76,7 +77,8 @@ class CronTaskQuerySet(models.QuerySet["CronTask"]):
         params = validate_task(cron_job, params or "")
         now = now or timezone.now()
         window = dt.timedelta(seconds=conf.get("CRONMAN_TASK_DEDUP_WINDOW", DEFAULT_DEDUP_WINDOW))
-        with transaction.atomic(using=self.db):
+        # Two requests at once must not both find no open task and both create one.
+        with serialized(self.db, f"cronman-task:{cron_job}:{params}", self.model._meta.db_table):
             existing = (
                 self.filter(
                     cron_job=cron_job,

@@ -300,3 +300,36 @@ def test_two_run_cron_tasks_start_each_of_100_tasks_once(db_project):
     params = dict(db_project.query("SELECT id, params FROM cron_crontask"))
     assert all(line["spec"] == f"TaskEcho:{params[int(line['task_id'])]}" for line in lines)
     assert db_project.query("SELECT DISTINCT status FROM cron_crontask") == [("queued",)]
+
+
+RUN_NOW_PAIRS = """
+import json, threading
+from django.db import connections
+from cronman_plugins.tasks.models import CronTask
+
+errors = []
+
+def request(barrier, params):
+    try:
+        barrier.wait()
+        CronTask.objects.run_now("TaskEcho", params)
+    except Exception as exc:
+        errors.append(type(exc).__name__ + ": " + str(exc))
+    finally:
+        connections.close_all()
+
+for pair in range({pairs}):
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=request, args=(barrier, str(pair))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+print(json.dumps({{"tasks": CronTask.objects.count(), "errors": errors[:3]}}))
+"""
+
+
+def test_simultaneous_run_now_requests_make_one_task_each(db_project):
+    """50 pairs of the same request at once: 50 tasks, no "database is locked" (SQLite) or doubles (PostgreSQL)."""
+    result = db_project.shell(RUN_NOW_PAIRS.format(pairs=50))
+    assert result == {"tasks": 50, "errors": []}
