@@ -17,7 +17,8 @@ The protocol, in call order:
    is started with :func:`cronman_worker_command` and :func:`cronman_spawner`;
    finally :func:`cronman_scheduler_tick_done`.
 4. Worker: the lock from :func:`cronman_lock_backend`, then
-   :func:`cronman_job_started`, the job, and one of
+   :func:`cronman_job_started` (or :func:`cronman_job_skipped` when the lock
+   is held), the job, and one of
    :func:`cronman_job_succeeded`, :func:`cronman_job_failed` (after
    :func:`cronman_report_error`) or :func:`cronman_job_killed`.
 
@@ -185,6 +186,18 @@ def cronman_job_killed(run: JobRun, signum: int) -> None:
 
     :param run: the interrupted run.
     :param signum: the signal number.
+    """
+
+
+@hookspec
+def cronman_job_skipped(run: JobRun, reason: str) -> None:
+    """The worker did not run the job: its lock is held by another worker.
+
+    Called in the worker process instead of :func:`cronman_job_started`;
+    the worker then exits 0 (``run.status`` is ``skipped``).
+
+    :param run: the run that was not started; ``run.error`` holds the reason too.
+    :param reason: one line, e.g. ``lock 'Sleep' is held by another worker``.
     """
 
 

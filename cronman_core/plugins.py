@@ -59,6 +59,7 @@ NOTIFICATION_HOOKS = frozenset({
     "cronman_job_succeeded",
     "cronman_job_failed",
     "cronman_job_killed",
+    "cronman_job_skipped",
     "cronman_report_error",
     "cronman_scheduler_tick",
     "cronman_scheduler_tick_done",
@@ -157,6 +158,9 @@ class CronmanPluginManager(pluggy.PluginManager):
 
     def job_killed(self, run: JobRun, signum: int) -> None:
         self._notify("cronman_job_killed", run=run, signum=signum)
+
+    def job_skipped(self, run: JobRun, reason: str) -> None:
+        self._notify("cronman_job_skipped", run=run, reason=reason)
 
     def report_error(self, exc: BaseException, context: dict[str, Any], run: JobRun | None = None) -> None:
         self._notify("cronman_report_error", exc=exc, context=context, run=run)

@@ -44,3 +44,4 @@ class RunStatus:
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     KILLED = "killed"
+    SKIPPED = "skipped"

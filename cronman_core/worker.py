@@ -112,7 +112,10 @@ def run_job(job_spec: str) -> int:
             logger.warning("lock %s failed (%s); running without it", key, exc)
         else:
             if lock is None:
-                logger.warning("%s: lock %r is held by another worker, skipping", run.job_spec, key)
+                reason = f"lock {key!r} is held by another worker"
+                logger.warning("%s: %s, skipping", run.job_spec, reason)
+                run.finish(RunStatus.SKIPPED, reason)
+                pm.job_skipped(run, reason)
                 return EXIT_OK
     keep_record = False
     try:

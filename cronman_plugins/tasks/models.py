@@ -28,6 +28,7 @@ class CronTaskStatus(models.TextChoices):
     STARTED = "started", "Started"
     FINISHED = "finished", "Finished"
     FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
 
 
 #: A task in one of these states has not ended yet.

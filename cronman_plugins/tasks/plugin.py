@@ -49,3 +49,8 @@ def cronman_job_failed(run: JobRun) -> None:
 @hookimpl
 def cronman_job_killed(run: JobRun) -> None:
     runner.task_ended(run, CronTaskStatus.FAILED)
+
+
+@hookimpl
+def cronman_job_skipped(run: JobRun, reason: str) -> None:
+    runner.task_skipped(run, reason)

@@ -147,14 +147,28 @@ def _forget_lock_record(task: CronTask) -> None:
 # -- worker side ----------------------------------------------------------------
 
 
-def task_started(run: JobRun) -> None:
-    raw = os.environ.pop(TASK_ENV, None)  # the job's own children are not this task
+def _take_task_id() -> int | None:
+    """This worker's task id, taken out of the environment (the job's own children are not this task)."""
+    raw = os.environ.pop(TASK_ENV, None)
     if raw is None:
-        return
+        return None
     try:
-        task_id = int(raw)
+        return int(raw)
     except ValueError:
         logger.warning("ignoring %s=%r: not a task id", TASK_ENV, raw)
+        return None
+
+
+def task_skipped(run: JobRun, reason: str) -> None:
+    """The worker did not run the task's job (its lock is held): the task ends as skipped, saying why."""
+    task_id = _take_task_id()
+    if task_id is not None:
+        _end(task_id, CronTaskStatus.SKIPPED, run.finished_at, reason)
+
+
+def task_started(run: JobRun) -> None:
+    task_id = _take_task_id()
+    if task_id is None:
         return
     _running[run.run_id] = task_id
     guarded_write(

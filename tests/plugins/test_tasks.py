@@ -333,3 +333,20 @@ def test_simultaneous_run_now_requests_make_one_task_each(db_project):
     """50 pairs of the same request at once: 50 tasks, no "database is locked" (SQLite) or doubles (PostgreSQL)."""
     result = db_project.shell(RUN_NOW_PAIRS.format(pairs=50))
     assert result == {"tasks": 50, "errors": []}
+
+
+def test_a_task_whose_lock_is_held_ends_skipped_with_the_reason(sqlite_project):
+    sqlite_project.configure(ALLOWED_CRON_TASKS=["Sleep"])
+    holder = sqlite_project.popen("cron_worker", "run", "Sleep:600,tag=holder")
+    try:
+        wait_for(lambda: [m for m in sqlite_project.read_marks() if m["job"] == "Sleep"], timeout=60)
+        task_id = sqlite_project.shell(
+            "from cronman_plugins.tasks.models import CronTask; "
+            "print(CronTask.objects.run_now('Sleep', '1').pk)"
+        )
+        assert sqlite_project.run("cron_worker", "run", "RunCronTasks").returncode == 0
+        wait_for(lambda: sqlite_project.task(task_id)["status"] == "skipped", timeout=60)
+        assert sqlite_project.task(task_id)["error"] == "lock 'Sleep' is held by another worker"
+    finally:
+        holder.kill()
+        holder.wait()
