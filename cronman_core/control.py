@@ -23,7 +23,7 @@ from cronman_core.errors import CronmanError, UsageError
 from cronman_core.jobspec import parse
 from cronman_core.locks import LockBackend
 from cronman_core.plugins import get_plugin_manager
-from cronman_core.process import hostname, proven_alive, verified_process
+from cronman_core.process import CREATE_TIME_TOLERANCE, hostname, proven_alive, verified_process
 from cronman_core.records import RunRecord
 from cronman_core.spawn import spawn_job
 from cronman_core.switch import SchedulerControl, SchedulerSwitch
@@ -159,22 +159,18 @@ class _Victim:
         except ProcessLookupError:
             self.leads_group = False
         self.members: dict[int, psutil.Process] = {}
-        self.refresh()
 
-    def refresh(self) -> None:
-        """Add descendants and group members that appeared since the last look."""
+    def refresh(self, groups: dict[int, list[psutil.Process]]) -> None:
+        """Add descendants and group members (from one scan, :func:`_groups`) seen since the last look."""
         import psutil  # local: start-up time
 
         with contextlib.suppress(psutil.Error):
             for child in self.process.children(recursive=True):
                 self.members.setdefault(child.pid, child)
-        if not self.leads_group:
-            return
-        for candidate in psutil.process_iter():
-            if candidate.pid == self.process.pid or candidate.pid in self.members:
-                continue
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                if os.getpgid(candidate.pid) == self.process.pid and candidate.create_time() >= self.started - 0.05:
+        earliest = self.started - CREATE_TIME_TOLERANCE  # a member starts after its worker
+        for candidate in groups.get(self.process.pid, ()) if self.leads_group else ():
+            with contextlib.suppress(psutil.Error):
+                if candidate.pid not in self.members and candidate.create_time() >= earliest:
                     self.members[candidate.pid] = candidate
 
     def signal(self, signum: int) -> None:
@@ -206,6 +202,21 @@ def _in_group(process: psutil.Process, pgid: int) -> bool:
         return False
 
 
+def _refresh(victims: list[_Victim]) -> None:
+    """Refresh every victim's members from one pass over the process table."""
+    import psutil  # local: start-up time
+
+    groups: dict[int, list[psutil.Process]] = {v.process.pid: [] for v in victims if v.leads_group}
+    if groups:
+        for candidate in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                pgid = os.getpgid(candidate.pid)
+                if pgid in groups and candidate.pid != pgid:
+                    groups[pgid].append(candidate)
+    for victim in victims:
+        victim.refresh(groups)
+
+
 def _wait(victims: list[_Victim], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while any(victim.alive() for victim in victims) and time.monotonic() < deadline:
@@ -233,13 +244,13 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
         entries[record.run_id] = WorkerEntry(record, JobStatus.ALIVE if foreign else JobStatus.DEAD)
     if target and target.isdigit() and not victims:
         raise UsageError(f"PID {target} is not a running cronman worker; not signalled")
+    _refresh(victims)
     for victim in victims:
         logger.info("SIGTERM %s (PID %d)", victim.record.job_spec, victim.process.pid)
         victim.signal(signal.SIGTERM)
         entries[victim.record.run_id].status = JobStatus.TERMED
     _wait(victims, grace)
-    for victim in victims:
-        victim.refresh()
+    _refresh(victims)
     stubborn = [victim for victim in victims if victim.alive()]
     for victim in stubborn:
         entries[victim.record.run_id].status = JobStatus.KILLED
