@@ -10,7 +10,7 @@ from django.core.checks import Warning as CheckWarning
 
 from cronman_core import conf
 from cronman_core.cronexpr import CronExprError, get_zone, parse_cron
-from cronman_core.datadir import get_data_dir
+from cronman_core.datadir import check_subdirs, get_data_dir
 from cronman_core.errors import CronmanError, DataDirError, JobParamsError, JobSpecError, PluginError, UnknownJobError
 from cronman_core.job import cron_job_registry
 from cronman_core.jobspec import bind, parse
@@ -26,7 +26,7 @@ def check_plugins_and_data_dir(app_configs: Any = None, **kwargs: Any) -> list[E
     except PluginError as exc:
         errors.append(Error(str(exc), hint="Fix or remove the plugin.", id="cronman.E001"))
     try:
-        get_data_dir()
+        check_subdirs(get_data_dir())
     except DataDirError as exc:
         errors.append(
             Error(

@@ -64,3 +64,17 @@ def private_subdir(data_dir: Path, name: str) -> Path:
         raise DataDirError(f"{path} is a symlink; the data dir must hold real directories")
     check_data_dir(path)
     return path
+
+
+def check_subdirs(data_dir: Path) -> None:
+    """Hold every directory inside the data dir to its rules (``manage.py check``).
+
+    Commands check each subdirectory when they use it; this finds a bad one
+    before any command does.
+    """
+    with os.scandir(data_dir) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                raise DataDirError(f"{entry.path} is a symlink; the data dir must hold real directories")
+            if entry.is_dir(follow_symlinks=False):
+                check_data_dir(Path(entry.path))

@@ -8,15 +8,21 @@ content, never half, and after a crash the rename is on disk too.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import logging
 import os
 import re
+import stat
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-#: Flags for opening state files: never follow a symlink, never leak into children.
-OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+logger = logging.getLogger("cronman.files")
+
+#: Flags for opening state files: never follow a symlink, never leak into
+#: children, never block (a FIFO in place of a file opens at once, and is refused).
+OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 _PREFIX_LENGTH = 60
 
@@ -32,14 +38,78 @@ def safe_name(key: str) -> str:
     return f"{readable_prefix(key)}-{digest}"
 
 
+class NotRegularFileError(OSError):
+    """A data-dir path holds a FIFO, directory, symlink or device instead of a file."""
+
+
+def open_regular(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o600, *, dir_fd: int | None = None) -> int:
+    """Open ``path`` as a regular file with :data:`OPEN_FLAGS`; anything else is refused.
+
+    Raises :class:`NotRegularFileError` for a symlink, FIFO, directory or
+    device (never blocking on a FIFO), other :class:`OSError` as they come.
+    """
+    try:
+        fd = os.open(path, flags | OPEN_FLAGS, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise NotRegularFileError(exc.errno, f"not a regular file ({exc.strerror})", str(path)) from None
+        raise
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise NotRegularFileError(errno.EINVAL, f"not a regular file ({_kind(kind)})", str(path))
+    return fd
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a device"
+
+
+def set_aside(path: Path, reason: object) -> Path | None:
+    """Move a corrupt data-dir entry out of the way (``.corrupt-<name>-<hex>``), with one warning.
+
+    Nothing is deleted: the operator can look at it. Returns the new path,
+    or None when it was gone already or cannot be moved (also warned).
+    """
+    target = path.with_name(f".corrupt-{path.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        logger.warning("%s is corrupt (%s) and cannot be moved aside: %s", path, reason, exc.strerror)
+        return None
+    logger.warning("%s is corrupt (%s): moved aside to %s", path, reason, target.name)
+    return target
+
+
+def open_or_replace(path: Path, flags: int = os.O_RDWR | os.O_CREAT) -> int:
+    """:func:`open_regular`, setting aside (once) whatever non-file is in the way.
+
+    For the data dir's own fixed files (lock files, guards, flags): a FIFO
+    or directory in their place must neither hang nor stop every command.
+    """
+    try:
+        return open_regular(path, flags)
+    except NotRegularFileError as exc:
+        if set_aside(path, exc.strerror) is None and os.path.lexists(path):
+            raise
+    return open_regular(path, flags)
+
+
 def write_atomic(path: Path, data: bytes | Iterable[str]) -> None:
     """Replace ``path`` whole and durably: temp file (0600), fsync, rename, fsync the dir.
 
     ``data`` may come as text chunks, so a big file is never one big string.
+    A directory in the way is set aside (:func:`set_aside`); the temp file
+    never outlives a failure (a full disk leaves nothing behind).
     """
     temp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
     try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
         try:
             if isinstance(data, bytes):
                 _write_all(fd, data)
@@ -49,7 +119,11 @@ def write_atomic(path: Path, data: bytes | Iterable[str]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, path)
+        try:
+            os.replace(temp, path)
+        except IsADirectoryError:
+            set_aside(path, "a directory in place of a file")
+            os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
@@ -72,13 +146,19 @@ def fsync_dir(directory: Path) -> None:
         os.close(dir_fd)
 
 
-def read_bytes(path: Path) -> bytes:
-    """The whole content of ``path``, refusing a symlink."""
-    fd = os.open(path, os.O_RDONLY | OPEN_FLAGS)
+def read_bytes(path: Path | str, limit: int | None = None, *, dir_fd: int | None = None) -> bytes:
+    """The content of regular file ``path`` (at most ``limit`` bytes); see :func:`open_regular`."""
+    fd = open_regular(path, dir_fd=dir_fd)
     try:
         chunks = []
-        while chunk := os.read(fd, 65536):
+        left = limit
+        while left is None or left > 0:
+            chunk = os.read(fd, 65536 if left is None else min(left, 65536))
+            if not chunk:
+                break
             chunks.append(chunk)
+            if left is not None:
+                left -= len(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)

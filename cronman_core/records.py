@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -26,13 +27,69 @@ class RunRecord:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> RunRecord:
-        """Parse a record; raise ValueError for anything that is not a whole record."""
+    def from_json(cls, text: str | bytes) -> RunRecord:
+        """Parse a record; raise ValueError for anything that is not a whole, well-typed record."""
         try:
             data = json.loads(text)
-            record = cls(**data)
-        except (TypeError, json.JSONDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"corrupt run record: {exc}") from exc
-        if not isinstance(record.pid, int) or not isinstance(record.key, str):
-            raise ValueError("corrupt run record: bad pid or key")
-        return record
+        if not isinstance(data, dict):
+            raise ValueError(f"corrupt run record: a JSON {type(data).__name__}, not an object")
+        return cls.from_values(data)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any] | list[Any]) -> RunRecord:
+        """A record from its field values (by name, or in field order), every type checked.
+
+        Stored records come from files, Redis or a cache that anyone with
+        access may have damaged: a wrong type here would break every command
+        that lists records, so it is a ``ValueError`` naming the field.
+        """
+        names = [f.name for f in _FIELDS]
+        if isinstance(values, list):
+            if len(values) != len(names):
+                raise ValueError(f"corrupt run record: {len(values)} values for {len(names)} fields")
+            values = dict(zip(names, values, strict=True))
+        unknown = values.keys() - set(names)
+        if unknown:
+            raise ValueError(f"corrupt run record: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        for f in _FIELDS:
+            if f.name not in values:
+                if f.name in _OPTIONAL:
+                    continue
+                raise ValueError(f"corrupt run record: no {f.name}")
+            if not _CHECKS[f.name](values[f.name]):
+                raise ValueError(f"corrupt run record: bad {f.name} {values[f.name]!r}"[:200])
+        return cls(**values)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and "\0" not in value
+
+
+def _nonempty(value: Any) -> bool:
+    return _text(value) and value != ""
+
+
+def _pid(value: Any) -> bool:
+    return type(value) is int and 0 < value < 1 << 31
+
+
+def _time(value: Any) -> bool:
+    return value is None or (type(value) in (int, float) and math.isfinite(value) and value >= 0)
+
+
+_FIELDS = fields(RunRecord)
+_OPTIONAL = {"can_resume", "killed", "extra"}
+_CHECKS = {
+    "key": _nonempty,
+    "job_spec": _nonempty,
+    "pid": _pid,
+    "host": _text,
+    "create_time": _time,
+    "run_id": _nonempty,
+    "started_at": _text,
+    "can_resume": lambda value: type(value) is bool,
+    "killed": lambda value: type(value) is bool,
+    "extra": lambda value: isinstance(value, dict),
+}

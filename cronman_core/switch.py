@@ -15,13 +15,17 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from cronman_core.datadir import private_subdir
+from cronman_core.files import open_or_replace
+
 
 def scheduler_dir(data_dir: Path) -> Path:
-    """``<data dir>/scheduler``, created 0700: the scheduler's state and flags."""
-    path = data_dir / "scheduler"
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-    return path
+    """``<data dir>/scheduler``, created 0700 and held to the data dir's rules."""
+    return private_subdir(data_dir, "scheduler")
+
+
+def _touch(path: Path) -> None:
+    os.close(open_or_replace(path, os.O_WRONLY | os.O_CREAT))
 
 
 class SchedulerSwitch:
@@ -33,18 +37,18 @@ class SchedulerSwitch:
         self.resume_path = directory / "resume-workers"
 
     def is_enabled(self) -> bool:
-        return not self.disabled_path.exists()
+        return not os.path.lexists(self.disabled_path)
 
     def disable(self) -> None:
         """Spawn nothing from now on; a pending resume request is dropped."""
-        self.disabled_path.touch(mode=0o600)
+        _touch(self.disabled_path)
         with contextlib.suppress(FileNotFoundError):
             self.resume_path.unlink()
 
     def enable(self, resume_workers: bool = False) -> None:
         """Spawn again; ``resume_workers`` asks the next tick to resume suspended workers."""
         if resume_workers:
-            self.resume_path.touch(mode=0o600)
+            _touch(self.resume_path)
         with contextlib.suppress(FileNotFoundError):
             self.disabled_path.unlink()
 

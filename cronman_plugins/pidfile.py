@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -31,8 +32,15 @@ from typing import Any
 
 from cronman_core import hookimpl
 from cronman_core.datadir import private_subdir
-from cronman_core.files import OPEN_FLAGS as _OPEN_FLAGS
-from cronman_core.files import read_bytes, safe_name, write_atomic
+from cronman_core.files import (
+    NotRegularFileError,
+    open_or_replace,
+    open_regular,
+    read_bytes,
+    safe_name,
+    set_aside,
+    write_atomic,
+)
 from cronman_core.locks import Lock, LockBackend
 from cronman_core.process import hostname, verified_process
 from cronman_core.records import RunRecord
@@ -89,7 +97,7 @@ class PidfileBackend(LockBackend):
         """Open and flock ``path``; None when another process holds it (or it is gone)."""
         while True:
             try:
-                fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0) | _OPEN_FLAGS, 0o600)
+                fd = open_or_replace(path, os.O_RDWR | (os.O_CREAT if create else 0))
             except FileNotFoundError:
                 if create:
                     raise
@@ -143,7 +151,10 @@ class PidfileBackend(LockBackend):
         held = _flocked_inodes()
         if held is not None:
             return (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino) in held
-        fd = os.open(self.lock_path(key), os.O_RDONLY | _OPEN_FLAGS)
+        try:
+            fd = open_regular(self.lock_path(key))
+        except (FileNotFoundError, NotRegularFileError):
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -164,8 +175,8 @@ class PidfileBackend(LockBackend):
         path = self.lock_path(record.key)
         try:
             info = os.stat(path, follow_symlinks=False)
-            holder = read_bytes(path).decode(errors="replace")
-        except FileNotFoundError:
+            holder = read_bytes(path, 256).decode(errors="replace")
+        except (FileNotFoundError, NotRegularFileError):
             return False
         if holder != record.run_id:
             return False
@@ -206,9 +217,9 @@ class PidfileBackend(LockBackend):
         records reads only new files (``cron_worker status``). The index is
         a cache: unreadable, it is ignored and rewritten.
         """
-        dir_fd = os.open(self.records_dir, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+        dir_fd = os.open(self.records_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            index = _load_index(dir_fd)
+            index = _load_index(self.records_dir, dir_fd)
             fresh: dict[str, list[Any]] = {}
             found: list[RunRecord] = []
             read = 0
@@ -235,20 +246,22 @@ class PidfileBackend(LockBackend):
             os.close(dir_fd)
 
     def _read_record(self, dir_fd: int, name: str) -> RunRecord | None:
-        """The record in ``name``, or None (gone meanwhile, or corrupt: reported)."""
+        """The record in ``name``, or None: gone meanwhile, or corrupt (set aside, one warning).
+
+        Records are replaced whole by rename, so a reader never sees half of
+        one: what does not parse, or is not a regular file, is damage.
+        """
         try:
-            fd = os.open(name, os.O_RDONLY | _OPEN_FLAGS, dir_fd=dir_fd)
-            try:
-                data = os.read(fd, _RECORD_MAX)
-            finally:
-                os.close(fd)
-            record = RunRecord.from_json(data.decode())
+            record = RunRecord.from_json(read_bytes(name, _RECORD_MAX, dir_fd=dir_fd))
             if self.record_name(record) != name:
                 raise ValueError("file name does not match its run id")
         except FileNotFoundError:
             return None  # released while we listed
-        except (OSError, ValueError) as exc:
-            logger.warning("skipping unreadable run record %s/%s: %s", self.records_dir, name, exc)
+        except (NotRegularFileError, ValueError) as exc:
+            set_aside(self.records_dir / name, exc.strerror if isinstance(exc, OSError) else exc)
+            return None
+        except OSError as exc:
+            logger.warning("skipping unreadable run record %s/%s: %s", self.records_dir, name, exc.strerror)
             return None
         return record
 
@@ -262,7 +275,7 @@ class PidfileBackend(LockBackend):
     @contextlib.contextmanager
     def _claims_guard(self) -> Iterator[None]:
         """Serialise removals of claims, so no one removes a claim another just made."""
-        fd = os.open(self.claims_dir / ".guard", os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
+        fd = open_or_replace(self.claims_dir / ".guard")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -271,23 +284,36 @@ class PidfileBackend(LockBackend):
 
     @staticmethod
     def _expired(path: Path, now: float) -> bool:
+        """Whether the claim at ``path`` is over; claims are linked in whole, so damage counts as over."""
         try:
-            return float(read_bytes(path).decode()) <= now
+            expiry = float(read_bytes(path, 64).decode())
         except FileNotFoundError:
             return False
         except (OSError, ValueError, UnicodeDecodeError):
-            return True  # claims are linked in whole: unreadable means foreign debris
+            return True
+        return not math.isfinite(expiry) or expiry <= now
+
+    @staticmethod
+    def _remove_claim(path: Path) -> bool:
+        """Remove an over claim (a directory or other debris in its place is set aside)."""
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return set_aside(path, "not a claim file") is not None
+        return True
 
     def claim(self, key: str, ttl: float) -> bool:
         path = self.claims_dir / f"{safe_name(key)}.claim"
         temp = self.claims_dir / f".tmp-{uuid.uuid4().hex}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+        fd = open_regular(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
-            os.write(fd, repr(time.time() + ttl).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
+            try:
+                os.write(fd, repr(time.time() + ttl).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             for _ in range(2):
                 try:
                     os.link(temp, path)  # atomic: exactly one linker wins
@@ -297,11 +323,11 @@ class PidfileBackend(LockBackend):
                 with self._claims_guard():
                     if not self._expired(path, time.time()):
                         return False
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
+                    self._remove_claim(path)
             return False
         finally:
-            os.unlink(temp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
     def prune_claims(self) -> int:
         now = time.time()
@@ -310,9 +336,7 @@ class PidfileBackend(LockBackend):
             for entry in os.scandir(self.claims_dir):
                 path = Path(entry.path)
                 if entry.name.endswith(".claim") and self._expired(path, now):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
-                        removed += 1
+                    removed += self._remove_claim(path)
                 elif entry.name.startswith(".tmp-"):
                     with contextlib.suppress(FileNotFoundError):
                         if entry.stat(follow_symlinks=False).st_mtime < now - _STALE_TEMP_SECONDS:
@@ -321,29 +345,30 @@ class PidfileBackend(LockBackend):
 
 
 def _from_index(cached: Any, inode: int) -> RunRecord | None:
+    """The cached record if ``cached`` is ``[inode, values]`` for this inode and well-typed."""
+    if not (isinstance(cached, list) and len(cached) == 2 and cached[0] == inode):
+        return None
     try:
-        if cached[0] == inode:
-            return RunRecord(*cached[1])
-    except (TypeError, IndexError, KeyError):
-        pass
-    return None
+        return RunRecord.from_values(cached[1])
+    except (ValueError, TypeError, AttributeError):
+        return None  # read from the file instead; the index is rewritten
 
 
-def _load_index(dir_fd: int) -> dict[str, list[Any]]:
+def _load_index(directory: Path, dir_fd: int) -> dict[str, Any]:
+    """The listing cache, or {} (then it is rewritten): a cache is never trusted for its types."""
     try:
-        fd = os.open(_INDEX, os.O_RDONLY | _OPEN_FLAGS, dir_fd=dir_fd)
-    except OSError:
+        data = json.loads(read_bytes(_INDEX, dir_fd=dir_fd))
+    except FileNotFoundError:
         return {}
-    try:
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = json.loads(f.read())
-        if data.get("fields") == _FIELDS and isinstance(data.get("records"), dict):
-            return data["records"]
-    except (OSError, ValueError, AttributeError):
-        pass
-    finally:
-        os.close(fd)
-    logger.info("ignoring an outdated or unreadable records index")
+    except NotRegularFileError as exc:
+        set_aside(directory / _INDEX, exc.strerror)
+        return {}
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable records index %s/%s (rewritten): %s", directory, _INDEX, exc)
+        return {}
+    if isinstance(data, dict) and data.get("fields") == _FIELDS and isinstance(data.get("records"), dict):
+        return data["records"]
+    logger.info("ignoring an outdated records index %s/%s (rewritten)", directory, _INDEX)
     return {}
 
 

@@ -1,22 +1,53 @@
-"""The scheduler's state in ``<data dir>/scheduler/``: the watermark and the next-fire cache."""
+"""The scheduler's state in ``<data dir>/scheduler/``: the watermark and the next-fire cache.
+
+Both files are read by one validating reader each: a value of the wrong
+type or range, a torn or foreign file, a FIFO or directory in their place
+is reported once (a warning naming the file) and recovered from, never an
+exception that stops ticks:
+
+* a bad watermark falls back to the cache's ``as_of``, which is never later
+  than the watermark and never earlier than the last fire (every fire
+  rewrites the cache), so nothing is lost and nothing runs twice; with no
+  usable cache, ticks start over as on a first run;
+* the cache carries a digest of its body: a file that fails it is ignored
+  and recomputed, so a damaged next-fire time can never silence an entry.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cronman_core.files import write_atomic
+from cronman_core.files import NotRegularFileError, open_or_replace, read_bytes, set_aside, write_atomic
 from cronman_core.switch import scheduler_dir
 
 logger = logging.getLogger("cronman.scheduler")
 
 STATE_VERSION = 1
+_DIGEST_PREFIX = b"blake2b="
+#: State files are small; anything bigger is not ours.
+_STATE_MAX = 64 << 20
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The last tick's instant (None: none usable) and when claims were last pruned."""
+
+    value: float | None = None
+    pruned_at: float = 0.0
+
+
+def _instant(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0
 
 
 class SchedulerState:
@@ -37,32 +68,63 @@ class SchedulerState:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Serialise read-modify-write of the state files between local processes."""
-        fd = os.open(self.dir / "state.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_or_replace(self.dir / "state.lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
 
-    def _read_json(self, path: Path) -> dict[str, Any] | None:
+    def _read(self, path: Path) -> bytes | None:
         try:
-            data = json.loads(path.read_bytes())
+            return read_bytes(path, _STATE_MAX)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            logger.warning("ignoring unreadable scheduler state %s: %s", path, exc)
-            return None
-        return data if isinstance(data, dict) and data.get("version") == STATE_VERSION else None
+        except NotRegularFileError as exc:
+            set_aside(path, exc.strerror)
+        except OSError as exc:
+            logger.warning("ignoring unreadable scheduler state %s: %s", path, exc.strerror)
+        return None
 
-    def read_watermark(self) -> dict[str, Any]:
-        return self._read_json(self.watermark_path) or {}
+    def _corrupt(self, path: Path, problem: str, recovery: str) -> None:
+        logger.warning("scheduler state %s is corrupt (%s): %s", path, problem, recovery)
+
+    def read_watermark(self) -> Watermark:
+        """The stored watermark, validated; a bad one falls back to the cache's ``as_of``."""
+        raw = self._read(self.watermark_path)
+        if raw is None:
+            return Watermark()
+        problem = None
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            data, problem = {}, f"not JSON: {exc}"
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            data, problem = {}, problem or "not a version-1 watermark"
+        value = data.get("watermark")
+        if value is not None and not _instant(value):
+            problem = f"bad watermark {value!r}"[:120]
+        pruned = data.get("pruned_at") or 0.0
+        if not _instant(pruned):
+            self._corrupt(self.watermark_path, f"bad pruned_at {pruned!r}"[:120], "claims are pruned now")
+            pruned = 0.0
+        if problem is None and value is not None:
+            return Watermark(float(value), float(pruned))
+        _cache, as_of = self._read_cache_file(None)
+        if as_of is not None:
+            self._corrupt(self.watermark_path, problem or "no watermark",
+                          "ticking on from the next-fire cache's time, no fire lost or repeated")
+            return Watermark(as_of, float(pruned))
+        self._corrupt(self.watermark_path, problem or "no watermark",
+                      "starting over as on a first run (older fires are not caught up)")
+        return Watermark(None, float(pruned))
 
     def write_watermark(self, watermark: float, pruned_at: float | None, reset: bool = False) -> float:
         """Advance the watermark to ``watermark`` (back only on ``reset``); return the stored value."""
         with self.locked():
             current = self.read_watermark()
-            stored = watermark if reset else max(watermark, float(current.get("watermark") or watermark))
-            pruned = max(pruned_at or 0.0, float(current.get("pruned_at") or 0.0))
+            stored = watermark if reset or current.value is None else max(watermark, current.value)
+            pruned = max(pruned_at or 0.0, current.pruned_at)
             data = {"version": STATE_VERSION, "watermark": stored, "pruned_at": pruned}
             write_atomic(self.watermark_path, json.dumps(data).encode())
         return stored
@@ -70,21 +132,61 @@ class SchedulerState:
     def read_cache(self, zone: str) -> tuple[dict[str, int | None] | None, float | None]:
         """The next-fire cache and the watermark it is relative to (None, None: none)."""
         try:
-            info = os.stat(self.cache_path)
+            info = os.stat(self.cache_path, follow_symlinks=False)
         except FileNotFoundError:
             return None, None
         stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
         if stamp != self._cache_stamp:
-            data = self._read_json(self.cache_path) or {}
-            self._cache, self._cache_as_of = data.get("next"), data.get("as_of")
-            if data.get("zone") != zone or not isinstance(self._cache, dict):
-                self._cache, self._cache_as_of = None, None
+            self._cache, self._cache_as_of = self._read_cache_file(zone)
             self._cache_stamp = stamp
         return self._cache, self._cache_as_of
 
+    def _read_cache_file(self, zone: str | None) -> tuple[dict[str, int | None] | None, float | None]:
+        """The cache if its digest and every type hold (and its zone is ``zone``, unless None)."""
+        raw = self._read(self.cache_path)
+        if raw is None:
+            return None, None
+        body, _, trailer = raw.rstrip(b"\n").rpartition(b"\n")
+        if not trailer.startswith(_DIGEST_PREFIX):
+            logger.info("recomputing the next-fire cache %s: an older format", self.cache_path)
+            return None, None
+        if trailer[len(_DIGEST_PREFIX):] != _digest(body).encode():
+            self._corrupt(self.cache_path, "its digest does not match", "recomputed")
+            return None, None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        cache, as_of = (data.get("next"), data.get("as_of")) if isinstance(data, dict) else (None, None)
+        if not (
+            isinstance(data, dict)
+            and data.get("version") == STATE_VERSION
+            and _instant(as_of)
+            and isinstance(cache, dict)
+            and all(value is None or (type(value) is int and value > as_of) for value in cache.values())
+        ):
+            self._corrupt(self.cache_path, "a value of the wrong type", "recomputed")
+            return None, None
+        if zone is not None and data.get("zone") != zone:
+            return None, None  # the time zone changed: every next fire is recomputed
+        return cache, float(as_of)
+
     def write_cache(self, zone: str, as_of: float, cache: dict[str, int | None]) -> None:
         data = {"version": STATE_VERSION, "zone": zone, "as_of": as_of, "next": cache}
-        write_atomic(self.cache_path, json.JSONEncoder(separators=(",", ":")).iterencode(data))
+        write_atomic(self.cache_path, _with_digest(json.JSONEncoder(separators=(",", ":")).iterencode(data)))
         info = os.stat(self.cache_path)
         self._cache, self._cache_as_of = cache, as_of
         self._cache_stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def _with_digest(chunks: Iterable[str]) -> Iterator[str]:
+    """The body's chunks, then a line with their digest (streamed: a big cache is never one string)."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for chunk in chunks:
+        hasher.update(chunk.encode())
+        yield chunk
+    yield f"\n{_DIGEST_PREFIX.decode()}{hasher.hexdigest()}\n"

@@ -17,7 +17,7 @@ from cronman_core.errors import CronmanError
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.schedule import ScheduleEntry, grace_of
 from cronman_core.scheduler.decide import MISSED_COUNT_LIMIT, Decision, Due, claim_key, decide
-from cronman_core.scheduler.state import SchedulerState
+from cronman_core.scheduler.state import SchedulerState, Watermark
 from cronman_core.spawn import spawn_job
 from cronman_core.spawners import RequestedRun
 from cronman_core.switch import SchedulerSwitch
@@ -100,7 +100,7 @@ class Scheduler:
             now,
             self.tz,
             grace_of,
-            watermark=stored.get("watermark"),
+            watermark=stored.value,
             cache=cache,
             cache_as_of=as_of,
         )
@@ -129,7 +129,7 @@ class Scheduler:
         pruned_at = self._maybe_prune(now, stored) if result.enabled else None
         if decision.next_fires is not None:
             self.state.write_cache(self.zone_name, decision.watermark, decision.next_fires)
-        if decision.watermark != stored.get("watermark") or pruned_at:
+        if decision.watermark != stored.value or pruned_at:
             self.state.write_watermark(decision.watermark, pruned_at, reset=decision.reset)
 
     def _resume_requested_workers(self) -> None:
@@ -188,8 +188,8 @@ class Scheduler:
         result.spawned.append(job_spec)
         return True
 
-    def _maybe_prune(self, now: float, stored: dict[str, Any]) -> float | None:
-        if now - float(stored.get("pruned_at") or 0.0) < PRUNE_INTERVAL:
+    def _maybe_prune(self, now: float, stored: Watermark) -> float | None:
+        if now - stored.pruned_at < PRUNE_INTERVAL:
             return None
         removed = self.pm.lock_backend().prune_claims()
         logger.debug("pruned %d expired fire claim(s)", removed)

@@ -47,9 +47,13 @@ def test_files_are_private_and_symlinks_not_followed(data_dir: Path, tmp_path: P
     target = tmp_path / "victim"
     target.write_text("keep")
     os.symlink(target, backend.lock_path("Evil"))
-    with pytest.raises(OSError):
-        backend.acquire("Evil", TestPidfileContract.make_record("Evil"))
+    # The symlink is set aside (never followed) and the lock is a new private file.
+    evil = backend.acquire("Evil", TestPidfileContract.make_record("Evil"))
+    assert evil is not None
     assert target.read_text() == "keep"
+    assert not backend.lock_path("Evil").is_symlink()
+    assert [p.is_symlink() for p in backend.locks_dir.glob(".corrupt-*")] == [True]
+    evil.release()
 
 
 def test_keys_with_any_characters_get_distinct_safe_files(data_dir: Path) -> None:
