@@ -157,7 +157,8 @@ class SchedulerState:
             data = json.loads(body)
         except ValueError:
             data = None
-        cache, as_of = (data.get("next"), data.get("as_of")) if isinstance(data, dict) else (None, None)
+        cache: Any = data.get("next") if isinstance(data, dict) else None
+        as_of: Any = data.get("as_of") if isinstance(data, dict) else None
         if not (
             isinstance(data, dict)
             and data.get("version") == STATE_VERSION
