@@ -150,15 +150,29 @@ def read_bytes(path: Path | str, limit: int | None = None, *, dir_fd: int | None
     """The content of regular file ``path`` (at most ``limit`` bytes); see :func:`open_regular`."""
     fd = open_regular(path, dir_fd=dir_fd)
     try:
-        chunks = []
-        left = limit
-        while left is None or left > 0:
-            chunk = os.read(fd, 65536 if left is None else min(left, 65536))
+        chunks, size = [], 0
+        while limit is None or size < limit:
+            chunk = os.read(fd, 65536 if limit is None else min(65536, limit - size))
             if not chunk:
                 break
             chunks.append(chunk)
-            if left is not None:
-                left -= len(chunk)
+            size += len(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def read_state(path: Path, limit: int | None = None, *, dir_fd: int | None = None) -> bytes | None:
+    """A state file's bytes, or None: missing, not a regular file (set aside) or unreadable (warned).
+
+    With ``dir_fd``, ``path.name`` is opened in that directory.
+    """
+    try:
+        return read_bytes(path.name if dir_fd is not None else path, limit, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except NotRegularFileError as exc:
+        set_aside(path, exc.strerror)
+    except OSError as exc:
+        logger.warning("ignoring unreadable %s: %s", path, exc.strerror)
+    return None

@@ -46,6 +46,8 @@ class RunRecord:
         that lists records, so it is a ``ValueError`` naming the field.
         """
         names = [f.name for f in _FIELDS]
+        if not isinstance(values, dict | list):
+            raise ValueError(f"corrupt run record: a {type(values).__name__}, not field values")
         if isinstance(values, list):
             if len(values) != len(names):
                 raise ValueError(f"corrupt run record: {len(values)} values for {len(names)} fields")

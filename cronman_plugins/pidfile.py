@@ -37,6 +37,7 @@ from cronman_core.files import (
     open_or_replace,
     open_regular,
     read_bytes,
+    read_state,
     safe_name,
     set_aside,
     write_atomic,
@@ -251,17 +252,16 @@ class PidfileBackend(LockBackend):
         Records are replaced whole by rename, so a reader never sees half of
         one: what does not parse, or is not a regular file, is damage.
         """
+        path = self.records_dir / name
+        data = read_state(path, _RECORD_MAX, dir_fd=dir_fd)  # None: released while we listed, or reported
+        if data is None:
+            return None
         try:
-            record = RunRecord.from_json(read_bytes(name, _RECORD_MAX, dir_fd=dir_fd))
+            record = RunRecord.from_json(data)
             if self.record_name(record) != name:
                 raise ValueError("file name does not match its run id")
-        except FileNotFoundError:
-            return None  # released while we listed
-        except (NotRegularFileError, ValueError) as exc:
-            set_aside(self.records_dir / name, exc.strerror if isinstance(exc, OSError) else exc)
-            return None
-        except OSError as exc:
-            logger.warning("skipping unreadable run record %s/%s: %s", self.records_dir, name, exc.strerror)
+        except ValueError as exc:
+            set_aside(path, exc)
             return None
         return record
 
@@ -350,20 +350,18 @@ def _from_index(cached: Any, inode: int) -> RunRecord | None:
         return None
     try:
         return RunRecord.from_values(cached[1])
-    except (ValueError, TypeError, AttributeError):
+    except ValueError:
         return None  # read from the file instead; the index is rewritten
 
 
 def _load_index(directory: Path, dir_fd: int) -> dict[str, Any]:
     """The listing cache, or {} (then it is rewritten): a cache is never trusted for its types."""
+    raw = read_state(directory / _INDEX, dir_fd=dir_fd)
+    if raw is None:
+        return {}
     try:
-        data = json.loads(read_bytes(_INDEX, dir_fd=dir_fd))
-    except FileNotFoundError:
-        return {}
-    except NotRegularFileError as exc:
-        set_aside(directory / _INDEX, exc.strerror)
-        return {}
-    except (OSError, ValueError) as exc:
+        data = json.loads(raw)
+    except ValueError as exc:
         logger.warning("ignoring unreadable records index %s/%s (rewritten): %s", directory, _INDEX, exc)
         return {}
     if isinstance(data, dict) and data.get("fields") == _FIELDS and isinstance(data.get("records"), dict):

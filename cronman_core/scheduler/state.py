@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cronman_core.files import NotRegularFileError, open_or_replace, read_bytes, set_aside, write_atomic
+from cronman_core.files import open_or_replace, read_state, write_atomic
 from cronman_core.switch import scheduler_dir
 
 logger = logging.getLogger("cronman.scheduler")
 
 STATE_VERSION = 1
 _DIGEST_PREFIX = b"blake2b="
+_DIGEST_SIZE = 16
 #: State files are small; anything bigger is not ours.
 _STATE_MAX = 64 << 20
 
@@ -75,23 +76,13 @@ class SchedulerState:
         finally:
             os.close(fd)
 
-    def _read(self, path: Path) -> bytes | None:
-        try:
-            return read_bytes(path, _STATE_MAX)
-        except FileNotFoundError:
-            return None
-        except NotRegularFileError as exc:
-            set_aside(path, exc.strerror)
-        except OSError as exc:
-            logger.warning("ignoring unreadable scheduler state %s: %s", path, exc.strerror)
-        return None
-
-    def _corrupt(self, path: Path, problem: str, recovery: str) -> None:
+    @staticmethod
+    def _corrupt(path: Path, problem: str, recovery: str) -> None:
         logger.warning("scheduler state %s is corrupt (%s): %s", path, problem, recovery)
 
     def read_watermark(self) -> Watermark:
         """The stored watermark, validated; a bad one falls back to the cache's ``as_of``."""
-        raw = self._read(self.watermark_path)
+        raw = read_state(self.watermark_path, _STATE_MAX)
         if raw is None:
             return Watermark()
         problem = None
@@ -143,7 +134,7 @@ class SchedulerState:
 
     def _read_cache_file(self, zone: str | None) -> tuple[dict[str, int | None] | None, float | None]:
         """The cache if its digest and every type hold (and its zone is ``zone``, unless None)."""
-        raw = self._read(self.cache_path)
+        raw = read_state(self.cache_path, _STATE_MAX)
         if raw is None:
             return None, None
         body, _, trailer = raw.rstrip(b"\n").rpartition(b"\n")
@@ -181,12 +172,12 @@ class SchedulerState:
 
 
 def _digest(body: bytes) -> str:
-    return hashlib.blake2b(body, digest_size=16).hexdigest()
+    return hashlib.blake2b(body, digest_size=_DIGEST_SIZE).hexdigest()
 
 
 def _with_digest(chunks: Iterable[str]) -> Iterator[str]:
     """The body's chunks, then a line with their digest (streamed: a big cache is never one string)."""
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = hashlib.blake2b(digest_size=_DIGEST_SIZE)
     for chunk in chunks:
         hasher.update(chunk.encode())
         yield chunk
