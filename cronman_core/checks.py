@@ -11,22 +11,40 @@ from django.core.checks import Warning as CheckWarning
 from cronman_core import conf
 from cronman_core.cronexpr import CronExprError, get_zone, parse_cron
 from cronman_core.datadir import check_subdirs, get_data_dir
-from cronman_core.errors import CronmanError, DataDirError, JobParamsError, JobSpecError, PluginError, UnknownJobError
+from cronman_core.errors import (
+    CronmanError,
+    DataDirError,
+    JobParamsError,
+    JobSpecError,
+    PluginError,
+    SettingError,
+    UnknownJobError,
+)
 from cronman_core.job import cron_job_registry
 from cronman_core.jobspec import bind, parse
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
+from cronman_core.scheduler.tick import Scheduler
 
 
 @register("cronman")
 def check_plugins_and_data_dir(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    """Plugins that fail to load and an unusable data dir stop ``check``."""
+    """Plugins that fail to load, bad settings and an unusable data dir stop ``check``.
+
+    Settings are checked after the plugins load, so that each plugin's own
+    declared settings are checked too (cronman.E003).
+    """
     errors: list[Error] = []
     try:
         get_plugin_manager()
     except PluginError as exc:
         errors.append(Error(str(exc), hint="Fix or remove the plugin.", id="cronman.E001"))
+    except SettingError:
+        pass  # reported with the other settings below
+    errors += [Error(message, hint=hint, id="cronman.E003") for message, hint in conf.problems()]
     try:
         check_subdirs(get_data_dir())
+    except SettingError:
+        pass  # reported above
     except DataDirError as exc:
         errors.append(
             Error(
@@ -43,12 +61,32 @@ def check_schedule(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     """Schedule entries that could never run (cronman.E010-E015, W010), before any tick."""
     try:
         pm = get_plugin_manager()
-    except PluginError:
-        return []  # reported as cronman.E001
+    except (PluginError, SettingError):
+        return []  # reported as cronman.E001 or cronman.E003
     return [
         (CheckWarning if ".W" in p.id else Error)(p.message, hint=p.hint, id=p.id)
         for p in schedule_problems(pm)
     ]
+
+
+@register("cronman")
+def check_clock(app_configs: Any = None, **kwargs: Any) -> list[CheckWarning]:
+    """A clock behind the scheduler's watermark (cronman.W001): nothing fires until it passes it."""
+    try:
+        scheduler = Scheduler()
+        held = scheduler.held_until()
+    except CronmanError:
+        return []  # reported by the other checks
+    if held is None:
+        return []
+    behind = held - scheduler.clock.time()
+    return [CheckWarning(
+        f"the clock is {behind:.0f} s behind the scheduler's last tick ({scheduler.format_time(held)}): "
+        "fire times up to then already ran, and nothing fires before then",
+        hint=f"If the clock was fast and was corrected, wait, or remove {scheduler.state.watermark_path} "
+        "to fire from now on (claims still keep each fire to one run).",
+        id="cronman.W001",
+    )]
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
     :class:`UsageError`; DEAD records are reported and left alone.
     """
     backend = get_plugin_manager().lock_backend()
-    grace = float(conf.get("CRONMAN_KILL_GRACE") if grace is None else grace)
+    grace = conf.get("CRONMAN_KILL_GRACE") if grace is None else float(grace)
     records = _select(backend, target)
     victims: list[_Victim] = []
     entries: dict[str, WorkerEntry] = {}

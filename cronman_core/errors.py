@@ -40,3 +40,7 @@ class PluginError(UsageError):
 
 class DataDirError(UsageError):
     """The data dir is missing, unsafe or unusable."""
+
+
+class SettingError(UsageError):
+    """A ``CRONMAN_*`` setting of the wrong type or out of range (exit 2)."""

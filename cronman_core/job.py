@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
 import os
 import threading
@@ -123,7 +124,9 @@ class CronJobRegistry:
         try:
             return self._jobs[name]
         except KeyError:
-            raise UnknownJobError(f"unknown cron job {name!r}") from None
+            close = difflib.get_close_matches(name, self._jobs, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownJobError(f"unknown cron job {name!r}{hint}") from None
 
     def items(self) -> list[tuple[str, type[BaseCronJob]]]:
         return sorted(self._jobs.items())

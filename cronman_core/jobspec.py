@@ -2,7 +2,9 @@
 
 Params are comma-separated: positional values first, then ``key=value``.
 A value may be quoted with ``"`` or ``'`` to hold spaces or ``=``; a comma
-always separates (it can never be part of a value). Every error is a
+always separates (it can never be part of a value). No part may hold a
+control character (NUL, newline, tab...): it could not reach the worker's
+argv intact nor be logged on one line. Every error is a
 :class:`~cronman_core.errors.JobSpecError` naming the character range.
 
 Pure: no Django, no plugins. Looking a spec's job up and binding it with
@@ -13,6 +15,7 @@ the active plugins' reserved params is the plugin manager's
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,7 +23,9 @@ from typing import Any, Protocol
 from cronman_core.errors import JobParamsError, JobSpecError
 
 _QUOTES = "\"'"
-_NAME_FORBIDDEN = set(",=:\"' \t\r\n")
+_NAME_FORBIDDEN = set(",=:\"' ")
+#: Unicode category Cc: C0, DEL and C1.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,10 @@ def parse(spec: str) -> JobSpec:
     """Parse a job spec string; raise :class:`JobSpecError` naming the position."""
     if not isinstance(spec, str):
         raise TypeError("job spec must be a string")
+    control = _CONTROL.search(spec)
+    if control:
+        index = control.start()
+        raise _error(spec, f"control character {control.group()!r}", index, index + 1)
     name, sep, params = spec.partition(":")
     if not name:
         raise _error(spec, "empty job name", 0, 0)
@@ -107,8 +116,8 @@ def parse(spec: str) -> JobSpec:
 
 
 def _format_value(value: str, positional: bool) -> str:
-    if "," in value:
-        raise ValueError(f"a job spec value cannot hold a comma: {value!r}")
+    if "," in value or _CONTROL.search(value):
+        raise ValueError(f"a job spec value cannot hold a comma or a control character: {value!r}")
     needs_quotes = (
         value == ""
         or any(c in _QUOTES or c.isspace() or not c.isprintable() for c in value)

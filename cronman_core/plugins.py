@@ -304,7 +304,7 @@ def _read_entry_points(info_dir: str, version: str) -> list[EntryPoint]:
 def build_plugin_manager() -> CronmanPluginManager:
     """Load every plugin in order; raise :class:`PluginError` on the first bad one."""
     pm = CronmanPluginManager()
-    disabled = frozenset(conf.get("CRONMAN_DISABLED_PLUGINS") or ())
+    disabled = frozenset(conf.get("CRONMAN_DISABLED_PLUGINS"))
     for path in BUILTIN_PLUGINS:
         _load(pm, plugin_name(path), "builtin", path, __version__, False, disabled)
     eps = _entry_points()
@@ -315,7 +315,7 @@ def build_plugin_manager() -> CronmanPluginManager:
         if app_plugin:
             _load(pm, plugin_name(app_plugin), "app", app_plugin, __version__, True, disabled)
     by_name = {ep.name: _module_path(ep.value) for ep in eps}
-    for item in conf.get("CRONMAN_PLUGINS") or ():
+    for item in conf.get("CRONMAN_PLUGINS"):
         path = by_name.get(item, item)
         _load(pm, item, "setting", path, "-", True, disabled)
     pm.hook.cronman_register_jobs(registry=cron_job_registry)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from cronman_core import conf
 from cronman_core.records import RunRecord
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ CREATE_TIME_TOLERANCE = 0.05
 @cache
 def hostname() -> str:
     """This host's name in run records; ``CRONMAN_HOSTNAME`` overrides it (two "hosts" on one machine)."""
-    override = getattr(settings, "CRONMAN_HOSTNAME", None) if settings.configured else None
+    override = conf.get("CRONMAN_HOSTNAME") if settings.configured else None
     return str(override or socket.gethostname())
 
 

@@ -143,7 +143,7 @@ def run_job(job_spec: str) -> int:
                 }
                 pm.report_error(exc, context, run)
                 pm.job_failed(run, exc)
-                logger.error("%s failed: %s", run.job_spec, text, exc_info=conf.get("CRONMAN_DEBUG"))
+                logger.error("%s failed: %s", run.job_spec, text, exc_info=conf.debug())
                 return EXIT_FAILED
             run.finish(RunStatus.SUCCEEDED)
             pm.job_succeeded(run)

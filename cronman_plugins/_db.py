@@ -21,7 +21,7 @@ from cronman_core import conf
 
 T = TypeVar("T")
 
-DEFAULT_WRITE_TIMEOUT = 5.0
+conf.declare(conf.Setting("CRONMAN_DB_WRITE_TIMEOUT", 5.0, conf.seconds(0.0, strict=True)))
 
 _reported: set[str] = set()
 
@@ -34,9 +34,9 @@ def guarded_write(
         with transaction.atomic(using=using):
             connection = connections[using]
             if connection.vendor == "postgresql":
-                timeout = conf.get("CRONMAN_DB_WRITE_TIMEOUT", DEFAULT_WRITE_TIMEOUT)
+                timeout = conf.get("CRONMAN_DB_WRITE_TIMEOUT")
                 with connection.cursor() as cursor:
-                    cursor.execute(f"SET LOCAL statement_timeout = {int(float(timeout) * 1000)}")
+                    cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
             return write()
     except DatabaseError as exc:
         log_database_error(logger, what, exc)

@@ -21,16 +21,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import Any
 
 from cronman_core import conf
 from cronman_core.errors import UsageError
 
-if TYPE_CHECKING:
-    pass
-
-DEFAULT_TIMEOUT = (2.0, 3.0)
-DEFAULT_BUDGET = 7.0
 #: Budgets kept at once; a long-running scheduler only needs the recent ones.
 _KEPT_BUDGETS = 64
 
@@ -38,26 +33,30 @@ _deadlines: OrderedDict[str, float] = OrderedDict()
 _deadlines_lock = threading.Lock()
 
 
+def _pair(value: Any) -> tuple[float, float]:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        connect, read = (conf.seconds(0.0, strict=True).convert(v) for v in value)
+        return connect, read
+    number = conf.seconds(0.0, strict=True).convert(value)
+    return number, number
+
+
+conf.declare(
+    conf.Setting("CRONMAN_PING_TIMEOUT", (2.0, 3.0), conf.Kind(
+        "a positive number of seconds or a (connect, read) pair", _pair
+    )),
+    conf.Setting("CRONMAN_PING_BUDGET", 7.0, conf.seconds(0.0, strict=True)),
+)
+
+
 def _timeout() -> tuple[float, float]:
-    value = conf.get("CRONMAN_PING_TIMEOUT", DEFAULT_TIMEOUT)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = (value, value)
-    if not (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        raise UsageError(
-            f"CRONMAN_PING_TIMEOUT must be seconds or a (connect, read) pair, got {value!r}"
-        )
-    return float(value[0]), float(value[1])
+    timeout: tuple[float, float] = conf.get("CRONMAN_PING_TIMEOUT")
+    return timeout
 
 
 def _budget() -> float:
-    value = conf.get("CRONMAN_PING_BUDGET", DEFAULT_BUDGET)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise UsageError(f"CRONMAN_PING_BUDGET must be a positive number of seconds, got {value!r}")
-    return float(value)
+    budget: float = conf.get("CRONMAN_PING_BUDGET")
+    return budget
 
 
 def check_settings(extra: str) -> None:

@@ -39,7 +39,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cronman.plugins.celery")
 
 TASK_NAME = "cronman.run_worker"
-DEFAULT_QUEUE = "cronman"
+conf.declare(
+    conf.Setting("CRONMAN_CELERY_ENABLED", False, conf.FLAG),
+    conf.Setting("CRONMAN_CELERY_APP", None, conf.text()),
+    conf.Setting("CRONMAN_CELERY_QUEUE", "cronman", conf.text(optional=False)),
+)
 
 
 def plugin_enabled() -> bool:
@@ -77,7 +81,7 @@ class CelerySpawner(Spawner):
     """Sends the worker command to the Celery queue; the run starts when a Celery worker takes it."""
 
     def spawn(self, command: WorkerCommand) -> SpawnHandle:
-        queue = str(conf.get("CRONMAN_CELERY_QUEUE") or DEFAULT_QUEUE)
+        queue = conf.get("CRONMAN_CELERY_QUEUE")
         result = get_app().send_task(
             TASK_NAME,
             kwargs={"argv": command.argv, "env": env_changes(command.env), "job_spec": command.job_spec},

@@ -37,6 +37,14 @@ MESSAGE_LIMIT = 1000
 
 _pinger = Pinger("cronitor")
 
+conf.declare(
+    conf.Setting("CRONMAN_CRONITOR_ENABLED", False, conf.FLAG),
+    conf.Setting("CRONMAN_CRONITOR_URL", None, conf.text()),
+    conf.Setting("CRONMAN_CRONITOR_TELEMETRY_URL", None, conf.text()),
+    conf.Setting("CRONMAN_CRONITOR_API_KEY", None, conf.text(), secret=True),
+    conf.Setting("CRONMAN_CRON_SCHEDULER_CRONITOR_ID", None, conf.text()),
+)
+
 
 def _url(cronitor_id: str, state: str) -> tuple[str, dict[str, str]]:
     """The URL of a ping and its form's fixed params."""
@@ -59,7 +67,7 @@ def _url(cronitor_id: str, state: str) -> tuple[str, dict[str, str]]:
 
 def plugin_enabled() -> bool:
     """On with django-cronman's ``CRONMAN_CRONITOR_ENABLED``; bad settings stop the load."""
-    if not conf.get("CRONMAN_CRONITOR_ENABLED", False):
+    if not conf.get("CRONMAN_CRONITOR_ENABLED"):
         return False
     check_settings("cronitor")
     _url("id", "run")

@@ -31,6 +31,13 @@ BODY_LIMIT = 10_000
 
 _pinger = Pinger("healthchecks")
 
+conf.declare(
+    conf.Setting("CRONMAN_HEALTHCHECKS_ENABLED", False, conf.FLAG),
+    conf.Setting("CRONMAN_HEALTHCHECKS_URL", None, conf.text()),
+    conf.Setting("CRONMAN_HEALTHCHECKS_PING_KEY", None, conf.text(), secret=True),
+    conf.Setting("CRONMAN_CRON_SCHEDULER_HEALTHCHECKS_ID", None, conf.text()),
+)
+
 
 def _base_url() -> str:
     base = conf.get("CRONMAN_HEALTHCHECKS_URL") or DEFAULT_URL
@@ -41,7 +48,7 @@ def _base_url() -> str:
 
 def plugin_enabled() -> bool:
     """On with ``CRONMAN_HEALTHCHECKS_ENABLED``; bad settings stop the load."""
-    if not conf.get("CRONMAN_HEALTHCHECKS_ENABLED", False):
+    if not conf.get("CRONMAN_HEALTHCHECKS_ENABLED"):
         return False
     check_settings("healthchecks")
     _base_url()

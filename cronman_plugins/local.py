@@ -29,8 +29,10 @@ from cronman_core.spawners import Spawner, SpawnHandle, WorkerCommand
 
 logger = logging.getLogger("cronman.plugins.local")
 
-LOG_KEEP = 1000
-LOG_MAX_BYTES = 10 * 1024 * 1024
+conf.declare(
+    conf.Setting("CRONMAN_LOG_KEEP", 1000, conf.count(1)),
+    conf.Setting("CRONMAN_LOG_MAX_BYTES", 10 * 1024 * 1024, conf.count(1024)),
+)
 TRUNCATED = b"[cronman: log truncated, the tail follows]\n"
 _ENOMEM_RETRY_DELAY = 1.0
 _REAP_INTERVAL = 0.5
@@ -124,8 +126,8 @@ class LocalSpawner(Spawner):
         """Start the worker and its log; the caller reaps it (``spawn``) or waits for it (Celery)."""
         prune_logs(
             self.logs_dir,
-            int(conf.get("CRONMAN_LOG_KEEP", LOG_KEEP)),
-            int(conf.get("CRONMAN_LOG_MAX_BYTES", LOG_MAX_BYTES)),
+            conf.get("CRONMAN_LOG_KEEP"),
+            conf.get("CRONMAN_LOG_MAX_BYTES"),
         )
         log_path = self.logs_dir / _log_name(command.job_spec)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -18,6 +18,11 @@ from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
 from cronman_core.spawners import WorkerCommand
 
+conf.declare(
+    conf.Setting("CRONMAN_NICE_CMD", "nice", conf.text(empty=True)),
+    conf.Setting("CRONMAN_IONICE_CMD", "ionice", conf.text(empty=True)),
+)
+
 
 def _number(job_class: type, attribute: str, value: Any) -> str:
     try:
@@ -30,8 +35,8 @@ def priority_args(job_class: type) -> list[str]:
     """The ``nice`` / ``ionice`` prefix for ``job_class`` (empty when it sets neither)."""
     cpu = getattr(job_class, "worker_cpu_priority", None)
     io = getattr(job_class, "worker_io_priority", None)
-    nice = conf.get("CRONMAN_NICE_CMD", "nice")
-    ionice = conf.get("CRONMAN_IONICE_CMD", "ionice")
+    nice = conf.get("CRONMAN_NICE_CMD")
+    ionice = conf.get("CRONMAN_IONICE_CMD")
     args: list[str] = []
     if cpu is not None and nice:
         args += [nice, "-n", _number(job_class, "worker_cpu_priority", cpu)]

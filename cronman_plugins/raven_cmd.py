@@ -14,27 +14,31 @@ The wrapper is the outermost one (``trylast``): it wraps nice / ionice too.
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from cronman_core import conf, hookimpl
-from cronman_core.errors import UsageError
 from cronman_core.spawners import WorkerCommand
+
+
+def _argv(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return shlex.split(value)  # ValueError for an unclosed quote
+    if isinstance(value, list | tuple) and all(isinstance(arg, str) for arg in value):
+        return list(value)
+    raise TypeError
+
+
+conf.declare(conf.Setting(
+    "CRONMAN_RAVEN_CMD", [], conf.Kind("a command line or a list of strings, or None", _argv)
+))
 
 
 def raven_cmd() -> list[str]:
     """The wrapper's argv prefix from ``CRONMAN_RAVEN_CMD`` ([] when unset)."""
-    value = conf.get("CRONMAN_RAVEN_CMD")
-    if not value:
-        return []
-    if isinstance(value, str):
-        try:
-            return shlex.split(value)
-        except ValueError as exc:
-            raise UsageError(f"CRONMAN_RAVEN_CMD {value!r} is not a command line: {exc}") from None
-    if isinstance(value, list | tuple) and all(isinstance(arg, str) for arg in value):
-        return list(value)
-    raise UsageError(
-        f"CRONMAN_RAVEN_CMD must be a command line or a list of strings, got {value!r}"
-    )
+    argv: list[str] = conf.get("CRONMAN_RAVEN_CMD")
+    return argv
 
 
 def plugin_enabled() -> bool:

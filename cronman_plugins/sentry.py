@@ -33,7 +33,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from cronman_core import conf, hookimpl
-from cronman_core.errors import UsageError
 from cronman_core.job import JobRun
 from cronman_core.jobspec import format_spec, parse
 from cronman_core.plugins import get_plugin_manager
@@ -51,6 +50,19 @@ CONFIG_SETTINGS = (
     "RAVEN_CONFIG",
 )
 DEFAULT_SHUTDOWN_TIMEOUT = 2.0
+
+
+def _options(value: Any) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise TypeError
+
+
+conf.declare(
+    conf.Setting("CRONMAN_SENTRY_ENABLED", False, conf.FLAG),
+    *(conf.Setting(name, None, conf.Kind("a dict of sentry_sdk.init() arguments or None", _options),
+                   secret=True) for name in CONFIG_SETTINGS),
+)
 #: Loggers whose errors are reported through cronman_report_error: not sent twice.
 REPORTED_LOGGERS = ("cronman.worker", "cronman.command", "cronman.scheduler")
 
@@ -64,19 +76,14 @@ def sentry_config() -> tuple[str | None, dict[str, Any]]:
     """The setting that holds the sentry-sdk options and those options."""
     for name in CONFIG_SETTINGS:
         value = conf.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise UsageError(
-                f"{name} must be a dict of sentry_sdk.init() arguments, got {type(value).__name__}"
-            )
-        return name, dict(value)
+        if value is not None:
+            return name, dict(value)
     return None, {}
 
 
 def plugin_enabled() -> bool:
     """On with django-cronman's ``CRONMAN_SENTRY_ENABLED``; a malformed config stops the load."""
-    if not conf.get("CRONMAN_SENTRY_ENABLED", False):
+    if not conf.get("CRONMAN_SENTRY_ENABLED"):
         return False
     sentry_config()
     return True

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,10 @@ def test_parse(text, expected):
         ("Hello:k=", "empty value", 8, 8),
         ("Hel lo", "invalid character ' ' in job name", 3, 4),
         ("Hello:1k=2", "invalid key '1k'", 6, 8),
+        ("Hello:a\x00b", "control character '\\x00'", 7, 8),
+        ("Hel\nlo:x", "control character '\\n'", 3, 4),
+        ("Hello:'a\tb'", "control character '\\t'", 8, 9),
+        ("Hello:k=\x85", "control character '\\x85'", 8, 9),
     ],
 )
 def test_parse_errors_name_the_range(text, reason, start, end):
@@ -64,11 +69,12 @@ def test_any_string_parses_or_raises_the_documented_error(text):
         assert f"at characters {err.start}-{err.end}" in str(err)
     else:
         assert isinstance(spec, JobSpec)
+        assert all(unicodedata.category(c) != "Cc" for c in text)
 
 
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,15}", fullmatch=True)
 values = st.text(
-    alphabet=st.characters(blacklist_characters=",", blacklist_categories=("Cs",)), max_size=12
+    alphabet=st.characters(blacklist_characters=",", blacklist_categories=("Cs", "Cc")), max_size=12
 ).filter(lambda v: not ('"' in v and "'" in v))
 keys = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
 

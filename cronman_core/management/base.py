@@ -20,16 +20,20 @@ class CronmanCommand(BaseCommand):
 
     System checks are not run before each command (``manage.py check`` runs
     them): a worker starts often and must start fast, and a plugin error is
-    reported by the command itself as one line.
+    reported by the command itself as one line. Every declared setting is
+    checked first, so a bad one stops the command before it claims, spawns
+    or records anything.
     """
 
     requires_system_checks: list[str] = []
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
+            get_plugin_manager()  # loading the plugins declares their settings
+            conf.validate()
             return super().execute(*args, **options)
         except CronmanError as exc:
-            if conf.get("CRONMAN_DEBUG"):
+            if conf.debug():
                 logger.exception("command failed")
             self.stderr.write(f"Error: {exc}")
             sys.exit(exc.exit_code)

@@ -34,7 +34,7 @@ def run_daemon(scheduler: Scheduler, stop: threading.Event | None = None) -> Non
     """
     stop = stop or threading.Event()
     clock = scheduler.clock
-    poll = float(conf.get("CRONMAN_TASK_POLL_INTERVAL"))
+    poll = conf.get("CRONMAN_TASK_POLL_INTERVAL")
     polling = scheduler.pm.has_impl("cronman_requested_runs")
     next_tick = clock.time()  # tick at start: catch up what fell while we were down
     next_poll = next_tick + poll
@@ -58,7 +58,7 @@ def _guarded(scheduler: Scheduler, action: Callable[[], TickResult]) -> None:
         action()
     except Exception as exc:
         logger.error("scheduler tick failed: %s: %s", type(exc).__name__, exc,
-                     exc_info=bool(conf.get("CRONMAN_DEBUG")))
+                     exc_info=conf.debug())
         scheduler.pm.report_error(exc, {"command": "cron_scheduler daemon"})
 
 

@@ -32,6 +32,8 @@ logger = logging.getLogger("cronman.scheduler")
 
 #: A clock this far behind the watermark is taken as a corrected clock, not a step.
 MAX_CLOCK_BEHIND = 86400.0
+#: A clock this far behind the watermark is shown by ``cron_scheduler next`` and ``check``.
+CLOCK_BEHIND_NOTICE = 60.0
 #: Missed occurrences counted for the log line before saying "or more".
 MISSED_COUNT_LIMIT = 100
 
@@ -70,6 +72,18 @@ class Decision:
     behind: float = 0.0
     #: The watermark was far ahead of the clock and is replaced, not advanced.
     reset: bool = False
+
+
+def held_until(watermark: float | None, now: float) -> float | None:
+    """The watermark, when a clock behind it (stepped back or corrected) keeps fires back.
+
+    Fire times up to the watermark already ran, so none of them fires again
+    and nothing fires before the clock passes it. None when the clock is not
+    noticeably behind, or so far behind that the next tick resets the watermark.
+    """
+    if watermark is None or not CLOCK_BEHIND_NOTICE < watermark - now <= MAX_CLOCK_BEHIND:
+        return None
+    return watermark
 
 
 def decide(

@@ -13,10 +13,10 @@ from cronman_core import conf
 from cronman_core.control import HostControl, resume
 from cronman_core.cronexpr import CronExprError, get_zone, normalize, parse_cron
 from cronman_core.datadir import get_data_dir
-from cronman_core.errors import CronmanError
+from cronman_core.errors import CronmanError, UsageError
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.schedule import ScheduleEntry, grace_of
-from cronman_core.scheduler.decide import MISSED_COUNT_LIMIT, Decision, Due, claim_key, decide
+from cronman_core.scheduler.decide import MISSED_COUNT_LIMIT, Decision, Due, claim_key, decide, held_until
 from cronman_core.scheduler.state import SchedulerState, Watermark
 from cronman_core.spawn import spawn_job
 from cronman_core.spawners import RequestedRun
@@ -143,6 +143,12 @@ class Scheduler:
             return
         backend = self.pm.lock_backend()
         for run in due:
+            try:
+                # A spec that can never start must not claim (and so lose) its fire.
+                self.pm.resolve(run.entry.job_spec)
+            except UsageError as exc:
+                logger.error("not starting %r: %s", run.entry.job_spec, exc)
+                continue
             ttl = grace_of(run.entry) + CLAIM_MARGIN
             # The newest fire time decides: whoever wins it runs, and that run
             # covers the older missed ones too. Claiming them afterwards keeps a
@@ -194,6 +200,10 @@ class Scheduler:
         removed = self.pm.lock_backend().prune_claims()
         logger.debug("pruned %d expired fire claim(s)", removed)
         return now
+
+    def held_until(self) -> float | None:
+        """See :func:`~cronman_core.scheduler.decide.held_until`, for this scheduler's state and clock."""
+        return held_until(self.state.read_watermark().value, self.clock.time())
 
     def upcoming(self, count: int) -> list[tuple[ScheduleEntry, list[int] | str]]:
         """The next ``count`` fire instants of every entry (or its error) from now."""

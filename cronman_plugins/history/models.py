@@ -11,7 +11,7 @@ from cronman_core.records import RunRecord
 from cronman_core.taxonomies import RunStatus
 
 #: Runs that started more than this many days ago are deleted by CleanCronTasks.
-DEFAULT_HISTORY_DAYS = 30
+conf.declare(conf.Setting("CRONMAN_HISTORY_DAYS", 30.0, conf.seconds(unit="days")))
 
 
 class CronRunStatus(models.TextChoices):
@@ -43,7 +43,7 @@ class CronRunQuerySet(models.QuerySet["CronRun"]):
 
     def purge(self, now: dt.datetime) -> int:
         """Delete runs that started before ``CRONMAN_HISTORY_DAYS`` days ago; return how many."""
-        days = float(conf.get("CRONMAN_HISTORY_DAYS", DEFAULT_HISTORY_DAYS))
+        days = conf.get("CRONMAN_HISTORY_DAYS")
         deleted, _ = self.filter(started_at__lt=now - dt.timedelta(days=days)).delete()
         return deleted
 

@@ -19,35 +19,32 @@ from cronman_core.errors import CronmanError
 if TYPE_CHECKING:
     import redis
 
-DEFAULTS: dict[str, Any] = {
-    "CRONMAN_REDIS_HOST": "127.0.0.1",
-    "CRONMAN_REDIS_PORT": 6379,
-    "CRONMAN_REDIS_DB": 0,
-    "CRONMAN_REDIS_PASSWORD": None,
+conf.declare(
+    conf.Setting("CRONMAN_REDIS_HOST", "127.0.0.1", conf.text(optional=False)),
+    conf.Setting("CRONMAN_REDIS_PORT", 6379, conf.count(1, 65535)),
+    conf.Setting("CRONMAN_REDIS_DB", 0, conf.count(0)),
+    conf.Setting("CRONMAN_REDIS_PASSWORD", None, conf.text(), secret=True),
     # "" keeps django-cronman's key names for remote control requests.
-    "CRONMAN_REDIS_PREFIX": "",
-    "CRONMAN_REDIS_TIMEOUT": 5.0,
-    "CRONMAN_REDIS_LOCKS": False,
-    "CRONMAN_REDIS_LOCK_TTL": 30.0,
-}
+    conf.Setting("CRONMAN_REDIS_PREFIX", "", conf.text(optional=False, empty=True)),
+    conf.Setting("CRONMAN_REDIS_TIMEOUT", 5.0, conf.seconds(0.0, strict=True)),
+    conf.Setting("CRONMAN_REDIS_LOCKS", False, conf.FLAG),
+    conf.Setting("CRONMAN_REDIS_LOCK_TTL", 30.0, conf.seconds(0.0, strict=True)),
+    conf.Setting("CRONMAN_REMOTE_MANAGER_ENABLED", False, conf.FLAG),
+)
 
 
 class RedisUnavailable(CronmanError):
     """Redis could not be reached or answered with an error (exit code 1)."""
 
 
-def setting(name: str) -> Any:
-    return conf.get(name, DEFAULTS[name])
-
-
 def address() -> str:
     """``host:port/db``, for messages."""
-    return f"{setting('CRONMAN_REDIS_HOST')}:{setting('CRONMAN_REDIS_PORT')}/{setting('CRONMAN_REDIS_DB')}"
+    return f"{conf.get('CRONMAN_REDIS_HOST')}:{conf.get('CRONMAN_REDIS_PORT')}/{conf.get('CRONMAN_REDIS_DB')}"
 
 
 def key(*parts: str) -> str:
     """A key under ``CRONMAN_REDIS_PREFIX``, so projects and tests can share a server."""
-    return str(setting("CRONMAN_REDIS_PREFIX")) + ":".join(parts)
+    return conf.get("CRONMAN_REDIS_PREFIX") + ":".join(parts)
 
 
 _clients: dict[tuple[Any, ...], redis.Redis] = {}
@@ -57,11 +54,11 @@ _clients_lock = threading.Lock()
 def get_client() -> redis.Redis:
     """A client for the configured server (one connection pool per process and address)."""
     params = (
-        setting("CRONMAN_REDIS_HOST"),
-        int(setting("CRONMAN_REDIS_PORT")),
-        int(setting("CRONMAN_REDIS_DB")),
-        float(setting("CRONMAN_REDIS_TIMEOUT")),
-        setting("CRONMAN_REDIS_PASSWORD"),
+        conf.get("CRONMAN_REDIS_HOST"),
+        conf.get("CRONMAN_REDIS_PORT"),
+        conf.get("CRONMAN_REDIS_DB"),
+        conf.get("CRONMAN_REDIS_TIMEOUT"),
+        conf.get("CRONMAN_REDIS_PASSWORD"),
     )
     with _clients_lock:
         client = _clients.get(params)

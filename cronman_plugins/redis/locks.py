@@ -22,7 +22,7 @@ import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from cronman_core.errors import UsageError
+from cronman_core import conf
 from cronman_core.locks import Lock, LockBackend
 from cronman_core.records import RunRecord
 from cronman_plugins.redis import client as rc
@@ -60,16 +60,6 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return 1
 """
 _PRUNE = _NOW + "return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
-
-
-def _positive_seconds(value: object) -> float:
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = 0.0
-    if seconds <= 0:
-        raise UsageError(f"CRONMAN_REDIS_LOCK_TTL must be a positive number of seconds, not {value!r}")
-    return seconds
 
 
 class RedisLock(Lock):
@@ -125,7 +115,7 @@ class RedisLockBackend(LockBackend):
 
     def __init__(self, ttl: float | None = None) -> None:
         self.redis: redis.Redis = rc.get_client()
-        self.ttl = _positive_seconds(rc.setting("CRONMAN_REDIS_LOCK_TTL") if ttl is None else ttl)
+        self.ttl: float = conf.get("CRONMAN_REDIS_LOCK_TTL") if ttl is None else ttl
         self.records_key = rc.key("cronman", "records")
         self.claims_key = rc.key("cronman", "claims")
         self.scripts: dict[str, Script] = _scripts(self.redis)

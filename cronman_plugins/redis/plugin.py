@@ -31,13 +31,13 @@ def plugin_enabled() -> bool:
     return bool(
         apps.is_installed("cronman_plugins.redis")
         or conf.get("CRONMAN_REMOTE_MANAGER_ENABLED")
-        or rc.setting("CRONMAN_REDIS_LOCKS")
+        or conf.get("CRONMAN_REDIS_LOCKS")
     )
 
 
 @hookimpl
 def cronman_lock_backend(data_dir: Path) -> LockBackend | None:
-    if not rc.setting("CRONMAN_REDIS_LOCKS"):
+    if not conf.get("CRONMAN_REDIS_LOCKS"):
         return None
     from cronman_plugins.redis.locks import RedisLockBackend
 

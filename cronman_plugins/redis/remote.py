@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from cronman_core.errors import CronmanError, UsageError
+from cronman_core.job import cron_job_registry
 from cronman_core.jobspec import parse
 from cronman_core.process import hostname
 from cronman_plugins.redis import client as rc
@@ -211,7 +212,8 @@ def parse_request(request: str) -> tuple[str, str]:
         if not target:
             raise UsageError("kill needs a target: kill:<job spec or PID>")
         if not target.isdigit():
-            parse(target)  # a bad spec is one line here, not a warning on every host
+            # A bad spec or an unknown job is one line here, not a warning on every host.
+            cron_job_registry.get(parse(target).name)
     elif colon:
         raise UsageError(f"{action} takes no argument: {request!r}")
     return action, target

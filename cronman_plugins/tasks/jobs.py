@@ -13,7 +13,7 @@ from cronman_plugins.tasks import runner
 from cronman_plugins.tasks.models import OPEN_STATUSES, CronTask
 
 #: Ended Cron Tasks older than this many days are deleted by CleanCronTasks.
-DEFAULT_TASKS_DAYS = 30
+conf.declare(conf.Setting("CRONMAN_TASKS_DAYS", 30.0, conf.seconds(unit="days")))
 
 
 class RunCronTasks(BaseCronJob):
@@ -33,7 +33,7 @@ class CleanCronTasks(BaseCronJob):
     def run(self, days: str | None = None) -> None:
         """``days`` overrides ``CRONMAN_TASKS_DAYS`` (default 30) for Cron Tasks."""
         now = timezone.now()
-        keep = float(days if days is not None else conf.get("CRONMAN_TASKS_DAYS", DEFAULT_TASKS_DAYS))
+        keep = float(days if days is not None else conf.get("CRONMAN_TASKS_DAYS"))
         deleted, _ = (
             CronTask.objects.exclude(status__in=OPEN_STATUSES)
             .filter(created_at__lt=now - dt.timedelta(days=keep))

@@ -19,7 +19,10 @@ from cronman_core.records import RunRecord
 from cronman_plugins._db import serialized
 
 #: A second request of the same job and params within this many seconds returns the first.
-DEFAULT_DEDUP_WINDOW = 300
+conf.declare(
+    conf.Setting("CRONMAN_TASK_DEDUP_WINDOW", 300.0, conf.seconds()),
+    conf.Setting("ALLOWED_CRON_TASKS", (), conf.NAMES),
+)
 
 
 class CronTaskStatus(models.TextChoices):
@@ -38,7 +41,7 @@ OPEN_STATUSES = (CronTaskStatus.WAITING, CronTaskStatus.QUEUED, CronTaskStatus.S
 def allowed_task_jobs() -> list[str]:
     """Job names that may run as tasks: ``run_as_task = True`` or in ``ALLOWED_CRON_TASKS``."""
     get_plugin_manager()  # plugins register their jobs on first use
-    allowed = set(conf.get("ALLOWED_CRON_TASKS") or ())
+    allowed = set(conf.get("ALLOWED_CRON_TASKS"))
     return [
         name
         for name, job_class in cron_job_registry.items()
@@ -77,7 +80,7 @@ class CronTaskQuerySet(models.QuerySet["CronTask"]):
         """
         params = validate_task(cron_job, params or "")
         now = now or timezone.now()
-        window = dt.timedelta(seconds=conf.get("CRONMAN_TASK_DEDUP_WINDOW", DEFAULT_DEDUP_WINDOW))
+        window = dt.timedelta(seconds=conf.get("CRONMAN_TASK_DEDUP_WINDOW"))
         # Two requests at once must not both find no open task and both create one.
         with serialized(self.db, f"cronman-task:{cron_job}:{params}", self.model._meta.db_table):
             existing = (

@@ -38,7 +38,7 @@ logger = logging.getLogger("cronman.plugins.tasks")
 TASK_ENV = "CRONMAN_TASK_ID"
 
 #: Seconds a claimed task may wait for its worker to report "started".
-DEFAULT_QUEUED_TIMEOUT = 300
+conf.declare(conf.Setting("CRONMAN_TASK_QUEUED_TIMEOUT", 300.0, conf.seconds(0.0, strict=True)))
 
 
 #: In a worker: run id → task id, between "started" and the end of the run.
@@ -106,7 +106,7 @@ def reap_dead_tasks(now: dt.datetime) -> None:
     (default 300) passed without its worker reporting (spawn failed, or the
     job's lock was busy so the worker skipped).
     """
-    timeout = float(conf.get("CRONMAN_TASK_QUEUED_TIMEOUT", DEFAULT_QUEUED_TIMEOUT))
+    timeout = conf.get("CRONMAN_TASK_QUEUED_TIMEOUT")
     for task in CronTask.objects.filter(status=CronTaskStatus.STARTED, host=hostname()):
         if verified_process(task.run_record()) is None:
             _worker_died(task, now, "the worker ended without reporting (killed or crashed)")

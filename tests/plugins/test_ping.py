@@ -10,7 +10,7 @@ from cronman_plugins import _ping, sentry
 from tests.support.httpserver import Dropper, refused_url
 
 #: The documented worst case a job pays with the default settings.
-BOUND = _ping.DEFAULT_BUDGET + sentry.DEFAULT_SHUTDOWN_TIMEOUT
+BOUND = _ping._budget() + sentry.DEFAULT_SHUTDOWN_TIMEOUT
 #: Generous slack for a loaded 2-core machine; still far below the 30 s sleep.
 SLACK = 8.0
 
@@ -83,7 +83,7 @@ def test_bad_ping_settings_are_one_line(project):
     result = project.run("cron_worker", "run", "Monitored")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "Error: CRONMAN_PING_TIMEOUT must be seconds or a (connect, read) pair, got 'soon'"
+        "Error: CRONMAN_PING_TIMEOUT must be a positive number of seconds or a (connect, read) pair, got 'soon'"
     ]
 
 

@@ -44,7 +44,8 @@ def test_raven_cmd_wraps_quoted_so_no_spec_injects_shell(project, tmp_path):
 
 def test_malformed_raven_cmd_is_one_line(settings):
     settings.CRONMAN_RAVEN_CMD = "raven-cmd 'unclosed"
-    with pytest.raises(UsageError, match="^CRONMAN_RAVEN_CMD \"raven-cmd 'unclosed\" is not a"):
+    expected = r"^CRONMAN_RAVEN_CMD must be a command line .*, got \"raven-cmd 'unclosed\" \(No closing quotation\)$"
+    with pytest.raises(UsageError, match=expected):
         build_plugin_manager()
 
 

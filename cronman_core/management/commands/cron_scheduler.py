@@ -16,14 +16,17 @@ from cronman_core.scheduler.daemon import run_daemon, stop_on_signals
 from cronman_core.scheduler.tick import Scheduler
 from cronman_core.switch import SchedulerSwitch
 
+#: ``next N`` lists at most this many fire times per entry: enough to read, bounded in time.
+MAX_NEXT = 1000
 
-def _positive(text: str) -> int:
+
+def _count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    if not 1 <= value <= MAX_NEXT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_NEXT}: {value}")
     return value
 
 
@@ -44,7 +47,7 @@ class Command(CronmanCommand):
                 else "also suspend running workers (resumed by enable --workers)",
             )
         upcoming = sub.add_parser("next", help="the next N fire times of every entry")
-        upcoming.add_argument("count", nargs="?", type=_positive, default=5, metavar="N")
+        upcoming.add_argument("count", nargs="?", type=_count, default=5, metavar="N")
 
     def handle(self, *args: Any, **options: Any) -> None:
         getattr(self, f"handle_{options['action']}")(**options)
@@ -78,6 +81,13 @@ class Command(CronmanCommand):
         if not rows:
             raise UsageError("no schedule entries (set CRONMAN_JOBS_MODULE or enable a plugin)")
         self.stdout.write(f"Time zone: {scheduler.zone_name}")
+        held = scheduler.held_until()
+        if held is not None:
+            self.stdout.write(
+                f"Held until {scheduler.format_time(held)}: the clock is {held - scheduler.clock.time():.0f} s behind "
+                "the last tick (it was fast and was corrected?); fire times up to then already ran "
+                "and do not fire again, so nothing fires before then."
+            )
         for entry, instants in rows:
             self.stdout.write(f"{entry.job_spec}  [{' '.join(entry.time_spec.split())}]  ({entry.source})")
             if isinstance(instants, str):
@@ -86,4 +96,5 @@ class Command(CronmanCommand):
             if not instants:
                 self.stdout.write("  never")
             for instant in instants:
-                self.stdout.write(f"  {scheduler.format_time(instant)}")
+                ran = "  (already ran)" if held is not None and instant <= held else ""
+                self.stdout.write(f"  {scheduler.format_time(instant)}{ran}")
