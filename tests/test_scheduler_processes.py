@@ -19,7 +19,7 @@ def use_schedule(project: CronmanProject, *cron_jobs: tuple[str, str], **setting
     """Give the project its own CRON_JOBS module (tests never touch the shared one)."""
     module = f"sched_{project.settings_module}"
     (project.path / f"{module}.py").write_text(f"CRON_JOBS = {cron_jobs!r}\n")
-    project.configure(CRONMAN_JOBS_MODULE=module, **QUIET, **settings)
+    project.configure(**{"CRONMAN_JOBS_MODULE": module, **QUIET, **settings})
 
 
 def set_watermark(project: CronmanProject, watermark: float) -> None:
