@@ -80,8 +80,13 @@ class SchedulerState:
     def _corrupt(path: Path, problem: str, recovery: str) -> None:
         logger.warning("scheduler state %s is corrupt (%s): %s", path, problem, recovery)
 
-    def read_watermark(self) -> Watermark:
-        """The stored watermark, validated; a bad one falls back to the cache's ``as_of``."""
+    def read_watermark(self, report: bool = True) -> Watermark:
+        """The stored watermark, validated; a bad one falls back to the cache's ``as_of``.
+
+        ``report=False`` for the re-read just before a write, so that one bad
+        file is reported once.
+        """
+        corrupt = self._corrupt if report else _quiet
         raw = read_state(self.watermark_path, _STATE_MAX)
         if raw is None:
             return Watermark()
@@ -97,23 +102,23 @@ class SchedulerState:
             problem = f"bad watermark {value!r}"[:120]
         pruned = data.get("pruned_at") or 0.0
         if not _instant(pruned):
-            self._corrupt(self.watermark_path, f"bad pruned_at {pruned!r}"[:120], "claims are pruned now")
+            corrupt(self.watermark_path, f"bad pruned_at {pruned!r}"[:120], "claims are pruned now")
             pruned = 0.0
         if problem is None and value is not None:
             return Watermark(float(value), float(pruned))
         _cache, as_of = self._read_cache_file(None)
         if as_of is not None:
-            self._corrupt(self.watermark_path, problem or "no watermark",
-                          "ticking on from the next-fire cache's time, no fire lost or repeated")
+            corrupt(self.watermark_path, problem or "no watermark",
+                    "ticking on from the next-fire cache's time, no fire lost or repeated")
             return Watermark(as_of, float(pruned))
-        self._corrupt(self.watermark_path, problem or "no watermark",
-                      "starting over as on a first run (older fires are not caught up)")
+        corrupt(self.watermark_path, problem or "no watermark",
+                "starting over as on a first run (older fires are not caught up)")
         return Watermark(None, float(pruned))
 
     def write_watermark(self, watermark: float, pruned_at: float | None, reset: bool = False) -> float:
         """Advance the watermark to ``watermark`` (back only on ``reset``); return the stored value."""
         with self.locked():
-            current = self.read_watermark()
+            current = self.read_watermark(report=False)
             stored = watermark if reset or current.value is None else max(watermark, current.value)
             pruned = max(pruned_at or 0.0, current.pruned_at)
             data = {"version": STATE_VERSION, "watermark": stored, "pruned_at": pruned}
@@ -139,7 +144,10 @@ class SchedulerState:
             return None, None
         body, _, trailer = raw.rstrip(b"\n").rpartition(b"\n")
         if not trailer.startswith(_DIGEST_PREFIX):
-            logger.info("recomputing the next-fire cache %s: an older format", self.cache_path)
+            if _older_format(raw):
+                logger.info("recomputing the next-fire cache %s: an older format", self.cache_path)
+            else:
+                self._corrupt(self.cache_path, "no digest", "recomputed")
             return None, None
         if trailer[len(_DIGEST_PREFIX):] != _digest(body).encode():
             self._corrupt(self.cache_path, "its digest does not match", "recomputed")
@@ -169,6 +177,19 @@ class SchedulerState:
         info = os.stat(self.cache_path)
         self._cache, self._cache_as_of = cache, as_of
         self._cache_stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def _quiet(path: Path, problem: str, recovery: str) -> None:
+    pass
+
+
+def _older_format(raw: bytes) -> bool:
+    """Whether ``raw`` is a cache written before the digest line (a version-1 JSON object)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("version") == STATE_VERSION
 
 
 def _digest(body: bytes) -> str:
