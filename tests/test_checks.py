@@ -87,3 +87,11 @@ def test_manage_py_check_reports_an_unusable_data_dir(project: CronmanProject) -
     result = project.run("check")
     assert result.returncode == 1
     assert "(cronman.E002)" in result.stderr and "writable by group or others" in result.stderr
+
+
+def test_control_characters_in_a_job_spec_are_an_error(schedule_module) -> None:
+    schedule_module(f"CRON_JOBS = {(('@hourly', 'Hello:a' + chr(0) + 'b'), ('@daily', 'Hello:' + chr(10)))!r}\n")
+    errors = check_schedule()
+    assert ids(errors) == ["cronman.E012", "cronman.E012"]
+    assert "control character '\\x00' at characters 7-8" in errors[0].msg
+    assert "control character '\\n' at characters 6-7" in errors[1].msg

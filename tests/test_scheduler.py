@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import threading
 
 import pytest
@@ -375,3 +376,57 @@ def test_catch_up_runs_only_for_the_tick_that_wins_the_newest_fire_time(data_dir
     scheduler.tick()
     assert spawned == ["Noop", "Noop"]
     assert not backend.claim(claim_key(source, int(at(10, 6))), 3600)  # claimed by the run at 10:08
+
+
+# -- hostile schedules and clocks ------------------------------------------------------------
+
+
+def test_a_spec_that_cannot_start_claims_nothing_and_the_others_run(data_dir, settings, monkeypatch, caplog) -> None:
+    pm = _pidfile_manager(settings, data_dir, [("* * * * *", "Noop:\x00x"), ("* * * * *", "Nope"),
+                                               ("* * * * *", "Noop")])
+    spawned: list[str] = []
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: spawned.append(spec))
+    Scheduler(pm=pm, clock=_FakeClock(at(10, 0, 30))).tick()
+    assert spawned == ["Noop"]
+    assert len(list((data_dir / "claims").glob("*.claim"))) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        "not starting 'Noop:\\x00x': invalid job spec 'Noop:\\x00x': control character '\\x00' at characters 5-6",
+        "not starting 'Nope': unknown cron job 'Nope' (did you mean 'Noop'?)",
+    ]
+
+
+def test_a_clock_behind_the_watermark_is_shown_by_next_and_check(data_dir, settings, monkeypatch) -> None:
+    from django.core.management import call_command
+
+    from cronman_core.checks import check_clock
+
+    pm = _pidfile_manager(settings, data_dir, [("*/30 * * * *", "Noop")])
+    spawned: list[str] = []
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: spawned.append(spec))
+    clock = _FakeClock(at(13, 0, 30))  # three hours fast
+    Scheduler(pm=pm, clock=clock).tick()
+    assert spawned == ["Noop"]
+    clock.now = at(10, 0, 10)  # corrected
+    corrected = Scheduler(pm=pm, clock=clock)
+    assert corrected.held_until() == at(13, 0, 30)
+    corrected.tick()
+    assert spawned == ["Noop"]  # 10:00 .. 13:00 already ran: nothing fires twice
+
+    monkeypatch.setattr(tick, "SystemClock", lambda: clock)
+    monkeypatch.setattr(tick, "get_plugin_manager", lambda: pm)
+    (warning,) = check_clock()
+    assert warning.id == "cronman.W001"
+    assert warning.msg.startswith("the clock is 10820 s behind the scheduler's last tick (2026-03-02 13:00:30 UTC)")
+    assert "watermark.json" in warning.hint
+    out = io.StringIO()
+    call_command("cron_scheduler", "next", "8", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("Held until 2026-03-02 13:00:30 UTC: the clock is 10820 s behind")
+    assert lines[3:] == [f"  2026-03-02 {t} UTC  (already ran)" for t in
+                         ("10:30:00", "11:00:00", "11:30:00", "12:00:00", "12:30:00", "13:00:00")] + [
+                        "  2026-03-02 13:30:00 UTC", "  2026-03-02 14:00:00 UTC"]
+
+    clock.now = at(13, 30, 5)  # the clock passes the watermark: firing goes on
+    corrected.tick()
+    assert spawned == ["Noop", "Noop"] and check_clock() == []

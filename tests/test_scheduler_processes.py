@@ -123,7 +123,8 @@ def test_next_lists_fire_times_in_the_scheduler_time_zone(project: CronmanProjec
 @pytest.mark.parametrize(
     "args, settings, message",
     [
-        (("next", "0"), {}, "must be at least 1"),
+        (("next", "0"), {}, "must be from 1 to 1000: 0"),
+        (("next", "100000000"), {}, "must be from 1 to 1000: 100000000"),
         (("run",), {"CRONMAN_TIME_ZONE": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         (("bogus",), {}, "invalid choice"),
     ],

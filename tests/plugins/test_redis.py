@@ -268,6 +268,8 @@ def test_remote_kill_and_all_hosts(tmp_path: Path, redis_server: RedisServer) ->
         (["frobnicate", "web1"], "Error: unknown request 'frobnicate'"),
         (["kill:", "web1"], "Error: kill needs a target"),
         (["kill:Bad:a,,b", "web1"], "Error: invalid job spec"),
+        (["kill:Nope", "web1"], "Error: unknown cron job 'Nope' (did you mean 'Noop'?)"),
+        (["kill:Sleep:\x01", "web1"], "Error: invalid job spec 'Sleep:\\x01': control character"),
         (["disable:now", "web1"], "Error: disable takes no argument"),
         (["disable", " "], "Error: invalid host name"),
     ],
