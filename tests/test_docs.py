@@ -34,3 +34,13 @@ def test_docs_index_links_exist():
     index = (DOCS / "index.md").read_text()
     for target in re.findall(r"\]\(([\w-]+\.md)\)", index):
         assert (DOCS / target).exists(), target
+
+
+def test_every_declared_setting_is_in_the_settings_page():
+    from cronman_core import conf
+    from cronman_core.plugins import get_plugin_manager
+
+    get_plugin_manager()  # the built-in plugins declare theirs
+    text = (DOCS / "settings.md").read_text()
+    missing = [name for name in conf._declared if f"`{name}`" not in text]
+    assert missing == [], f"undocumented settings: {missing}"
