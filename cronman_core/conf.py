@@ -137,6 +137,11 @@ def declare(*declared: Setting) -> None:
         _declared[setting.name] = setting
 
 
+def declared() -> list[Setting]:
+    """Every declared setting: the core's, and those of the plugin modules imported so far."""
+    return list(_declared.values())
+
+
 declare(
     Setting("CRONMAN_DATA_DIR", None, PATH),
     Setting("CRONMAN_DEBUG", False, FLAG),
@@ -174,14 +179,15 @@ def get(name: str, default: Any = None) -> Any:
 
 def validate() -> None:
     """Raise :class:`SettingError` for the first declared setting set to a bad value."""
-    for setting in list(_declared.values()):
-        get(setting.name)
+    found = problems()
+    if found:
+        raise SettingError(found[0][0])
 
 
 def problems() -> list[tuple[str, str]]:
     """``(message, hint)`` for every declared setting that is set to a bad value."""
     found = []
-    for setting in list(_declared.values()):
+    for setting in declared():
         try:
             get(setting.name)
         except SettingError as exc:

@@ -42,5 +42,5 @@ def test_every_declared_setting_is_in_the_settings_page():
 
     get_plugin_manager()  # the built-in plugins declare theirs
     text = (DOCS / "settings.md").read_text()
-    missing = [name for name in conf._declared if f"`{name}`" not in text]
+    missing = [s.name for s in conf.declared() if f"`{s.name}`" not in text]
     assert missing == [], f"undocumented settings: {missing}"

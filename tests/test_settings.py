@@ -70,7 +70,7 @@ def test_bad_setting_is_a_check_error_and_one_line(
 def test_every_declared_default_passes_its_own_check() -> None:
     """Or a project that sets a setting to its documented default would fail ``check``."""
     get_plugin_manager()
-    declared = list(conf._declared.values())
+    declared = conf.declared()
     assert len(declared) > 40  # the core's and every built-in plugin's
     for setting in declared:
         assert setting.kind.convert(setting.default) == setting.default, setting.name
