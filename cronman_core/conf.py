@@ -152,6 +152,7 @@ declare(
     Setting("CRONMAN_TIME_ZONE", None, text()),
     Setting("CRONMAN_HOSTNAME", None, text()),
     Setting("CRONMAN_KILL_GRACE", 7.0, seconds()),
+    Setting("CRONMAN_CLAIM_PENDING", 120.0, seconds(0.0, strict=True)),
     Setting("CRONMAN_TASK_POLL_INTERVAL", 1.0, seconds(0.0, strict=True)),
 )
 

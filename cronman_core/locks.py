@@ -9,10 +9,20 @@ have is pinned by :class:`cronman_core.testing.LockBackendContract`.
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 from cronman_core.records import RunRecord
+
+logger = logging.getLogger("cronman.locks")
+
+#: How a scheduled worker learns the fire claims its start confirms.
+FIRE_CLAIMS_ENV = "CRONMAN_FIRE_CLAIMS"
 
 
 class Lock(ABC):
@@ -57,12 +67,64 @@ class LockBackend(ABC):
         """Forget a dead record (``clean``); never touches a held lock."""
 
     @abstractmethod
-    def claim(self, key: str, ttl: float) -> bool:
-        """Claim ``key`` (an entry's fire slot) once: True for exactly one caller."""
+    def claim(self, key: str, ttl: float, token: str = "") -> bool:
+        """Claim ``key`` (an entry's fire slot) for ``ttl`` seconds: True for exactly one token.
+
+        The same non-empty ``token`` claims again while it holds the claim (a
+        retried call, the worker confirming its start) and moves its expiry
+        to at least now + ``ttl``; any other caller gets False until the
+        claim expires or its holder releases it.
+        """
+
+    @abstractmethod
+    def release_claim(self, key: str, token: str) -> bool:
+        """Drop ``key``'s claim if ``token`` holds it (its spawn failed), so a later tick can retry."""
 
     @abstractmethod
     def prune_claims(self) -> int:
         """Drop claims whose ttl has passed; return how many."""
 
 
-__all__ = ["Lock", "LockBackend"]
+@dataclass(frozen=True)
+class FireClaims:
+    """The fire claims one tick made for one run, with its token and their full ttl.
+
+    A tick claims for a short pending ttl, then confirms (claims again with
+    the same token and the full ttl) once the spawn succeeded; the worker
+    confirms too as it starts. A tick that died before the spawn leaves
+    claims that lapse, so a later tick retries the fire within its grace.
+    """
+
+    token: str
+    ttl: float
+    keys: tuple[str, ...]
+
+    def confirm(self, backend: LockBackend) -> None:
+        for key in self.keys:
+            backend.claim(key, self.ttl, self.token)
+
+    def release(self, backend: LockBackend) -> None:
+        for key in self.keys:
+            backend.release_claim(key, self.token)
+
+    def encode(self) -> str:
+        return json.dumps([self.token, self.ttl, list(self.keys)], separators=(",", ":"))
+
+    @classmethod
+    def from_env(cls) -> FireClaims | None:
+        """The claims in :data:`FIRE_CLAIMS_ENV` (taken out of the environment), None if none or bad."""
+        text = os.environ.pop(FIRE_CLAIMS_ENV, None)
+        if text is None:
+            return None
+        try:
+            token, ttl, keys = json.loads(text)
+            if not (isinstance(token, str) and token and type(ttl) in (int, float) and math.isfinite(ttl)
+                    and isinstance(keys, list) and all(isinstance(k, str) and k for k in keys)):
+                raise ValueError("wrong types")
+        except (TypeError, ValueError) as exc:
+            logger.warning("ignoring a malformed %s: %s", FIRE_CLAIMS_ENV, exc)
+            return None
+        return cls(token, float(ttl), tuple(keys))
+
+
+__all__ = ["FIRE_CLAIMS_ENV", "FireClaims", "Lock", "LockBackend"]

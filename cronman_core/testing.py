@@ -225,6 +225,28 @@ class LockBackendContract:
         assert not lock_backend.claim("entry@2026-01-01T00:00", 60)
         assert lock_backend.claim("entry@2026-01-01T00:01", 60)
 
+    def test_claim_is_idempotent_for_its_token_and_released_only_by_it(self, lock_backend: LockBackend) -> None:
+        assert lock_backend.claim("slot", 60, "token-a")
+        assert lock_backend.claim("slot", 60, "token-a")  # a re-sent call: still ours
+        assert not lock_backend.claim("slot", 60, "token-b")
+        assert not lock_backend.claim("slot", 60)  # no token is nobody's
+        assert not lock_backend.release_claim("slot", "token-b")
+        assert not lock_backend.release_claim("slot", "")
+        assert lock_backend.release_claim("slot", "token-a")
+        assert not lock_backend.release_claim("slot", "token-a")
+        assert lock_backend.claim("slot", 60, "token-b")  # released: the fire can be retried
+        assert not lock_backend.claim("slot", 60, "token-a")
+
+    def test_a_pending_claim_lapses_unless_its_token_confirms_it(self, lock_backend: LockBackend) -> None:
+        assert lock_backend.claim("confirmed", 0.3, "token")
+        assert lock_backend.claim("confirmed", 3600, "token")  # extended
+        assert lock_backend.claim("lapsed", 0.3, "token")
+        self._wait(lambda: lock_backend.claim("lapsed", 60, "other"))
+        assert not lock_backend.claim("confirmed", 60, "other")
+        assert lock_backend.claim("confirmed", 0.01, "token")  # never shortened
+        time.sleep(0.05)
+        assert not lock_backend.claim("confirmed", 60, "other")
+
     def test_prune_claims(self, lock_backend: LockBackend) -> None:
         expires = time.time() + 0.05
         assert lock_backend.claim("short", 0.05)

@@ -11,7 +11,7 @@ from types import FrameType
 from cronman_core import conf
 from cronman_core.job import BaseCronJob, JobRun
 from cronman_core.jobspec import JobSpec, bind, canonical_params
-from cronman_core.locks import Lock
+from cronman_core.locks import FireClaims, Lock
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.process import create_time, on_stop_signals
 from cronman_core.records import RunRecord
@@ -94,6 +94,12 @@ def run_job(job_spec: str) -> int:
     pm = get_plugin_manager()
     spec, job_class = pm.resolve(job_spec)
     run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed())
+    claims = FireClaims.from_env()
+    if claims is not None:  # a scheduled run: its start makes its fire claims final
+        try:
+            claims.confirm(pm.lock_backend())
+        except Exception as exc:
+            logger.warning("%s: cannot confirm its fire claims (%s)", run.job_spec, exc)
     key = lock_key(job_class, spec, pm.reserved_params)
     lock: Lock | None = None
     if key is None:

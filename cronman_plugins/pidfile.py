@@ -4,7 +4,7 @@ Layout under the data dir (every file 0600, every directory 0700)::
 
     locks/<key>.lock      flock()ed by the worker for its whole life
     records/<run id>.json who holds (or held) a lock: PID, start time, host, spec
-    claims/<key>.claim    exactly-once fire claims, holding their expiry time
+    claims/<key>.claim    exactly-once fire claims: "<expiry> <claimer's token>"
 
 A lock is the kernel's: a worker killed by SIGKILL frees it at once, and a
 stale record never blocks a run. A lock file is only unlinked, when its
@@ -283,15 +283,27 @@ class PidfileBackend(LockBackend):
             os.close(fd)
 
     @staticmethod
-    def _expired(path: Path, now: float) -> bool:
-        """Whether the claim at ``path`` is over; claims are linked in whole, so damage counts as over."""
+    def _read_claim(path: Path) -> tuple[float, str]:
+        """``(expiry, token)`` of the claim at ``path``; FileNotFoundError when there is none.
+
+        Claims are linked in whole, so damage (unparsable, not a regular file)
+        counts as over: ``(0.0, "")``.
+        """
         try:
-            expiry = float(read_bytes(path, 64).decode())
+            expiry, _, token = read_bytes(path, 256).decode().partition(" ")
+            value = float(expiry)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, UnicodeDecodeError):
+            return 0.0, ""
+        return (value if math.isfinite(value) else 0.0), token.strip()
+
+    @classmethod
+    def _expired(cls, path: Path, now: float) -> bool:
+        try:
+            return cls._read_claim(path)[0] <= now
         except FileNotFoundError:
             return False
-        except (OSError, ValueError, UnicodeDecodeError):
-            return True
-        return not math.isfinite(expiry) or expiry <= now
 
     @staticmethod
     def _remove_claim(path: Path) -> bool:
@@ -304,13 +316,17 @@ class PidfileBackend(LockBackend):
             return set_aside(path, "not a claim file") is not None
         return True
 
-    def claim(self, key: str, ttl: float) -> bool:
-        path = self.claims_dir / f"{safe_name(key)}.claim"
+    def _claim_path(self, key: str) -> Path:
+        return self.claims_dir / f"{safe_name(key)}.claim"
+
+    def claim(self, key: str, ttl: float, token: str = "") -> bool:
+        path = self._claim_path(key)
         temp = self.claims_dir / f".tmp-{uuid.uuid4().hex}"
+        expiry = time.time() + ttl
         fd = open_regular(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             try:
-                os.write(fd, repr(time.time() + ttl).encode())
+                os.write(fd, f"{expiry!r} {token}".encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -320,14 +336,33 @@ class PidfileBackend(LockBackend):
                     return True
                 except FileExistsError:
                     pass
-                with self._claims_guard():
-                    if not self._expired(path, time.time()):
-                        return False
+                with self._claims_guard():  # removals and extensions happen under the guard only
+                    try:
+                        held_until, holder = self._read_claim(path)
+                    except FileNotFoundError:
+                        continue
+                    if held_until > time.time():
+                        if not token or holder != token:
+                            return False
+                        if expiry > held_until:
+                            os.replace(temp, path)  # our own claim, extended
+                        return True
                     self._remove_claim(path)
             return False
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+
+    def release_claim(self, key: str, token: str) -> bool:
+        path = self._claim_path(key)
+        with self._claims_guard():
+            try:
+                _expiry, holder = self._read_claim(path)
+            except FileNotFoundError:
+                return False
+            if not token or holder != token:
+                return False
+            return self._remove_claim(path)
 
     def prune_claims(self) -> int:
         now = time.time()

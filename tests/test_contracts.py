@@ -30,7 +30,7 @@ class NoSpawn(Spawner):
     "cls, missing",
     [
         (HalfLock, ["update"]),
-        (HalfBackend, ["claim", "is_locked", "prune_claims", "records", "remove_record"]),
+        (HalfBackend, ["claim", "is_locked", "prune_claims", "records", "release_claim", "remove_record"]),
         (NoSpawn, ["spawn"]),
     ],
 )

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
+import json
 import threading
+import time
 
 import pytest
 from croniter import CroniterBadDateError, croniter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import cronman_plugins.pidfile
 from cronman_core import hookimpl
 from cronman_core.plugins import CronmanPluginManager
 from cronman_core.schedule import ScheduleEntry
@@ -430,3 +434,58 @@ def test_a_clock_behind_the_watermark_is_shown_by_next_and_check(data_dir, setti
     clock.now = at(13, 30, 5)  # the clock passes the watermark: firing goes on
     corrected.tick()
     assert spawned == ["Noop", "Noop"] and check_clock() == []
+
+
+# -- a failed spawn, a tick that dies between claim and spawn ----------------------------------
+
+
+def test_a_failed_spawn_gives_its_fire_back_and_the_next_tick_runs_it(data_dir, settings, monkeypatch) -> None:
+    from cronman_core.errors import CronmanError
+
+    pm = _pidfile_manager(settings, data_dir, [("* * * * *", "Noop"), ("* * * * *", "Hello:x")])
+    clock = _FakeClock(at(10, 0, 30))
+    spawned: list[tuple[str, float, str]] = []
+    broken = {"Noop"}
+
+    def spawn(spec: str, **run: object) -> None:
+        if spec in broken:
+            raise CronmanError("broker down")
+        spawned.append((spec, clock.now, run["env"]["CRONMAN_FIRE_CLAIMS"]))
+
+    monkeypatch.setattr(tick, "spawn_job", spawn)
+    scheduler = Scheduler(pm=pm, clock=clock)
+    scheduler.tick()
+    assert [s[:2] for s in spawned] == [("Hello:x", at(10, 0, 30))]
+    broken.clear()
+    clock.now = at(10, 1, 30)
+    scheduler.tick()  # Noop for 10:00 and 10:01 in one run; Hello:x's 10:00 stays claimed, not run again
+    assert [s[:2] for s in spawned] == [("Hello:x", at(10, 0, 30)), ("Noop", at(10, 1, 30)),
+                                        ("Hello:x", at(10, 1, 30))]
+    token, ttl, keys = json.loads(spawned[1][2])
+    assert keys == [claim_key(entry("* * * * *", "Noop"), int(at(10, m))) for m in (1, 0)]
+    backend = cronman_plugins.pidfile.PidfileBackend(data_dir)
+    for job, minute in itertools.product(("Noop", "Hello:x"), (0, 1)):
+        assert not backend.claim(claim_key(entry("* * * * *", job), int(at(10, minute))), 60, "other")
+
+
+def test_a_claim_whose_tick_died_before_the_spawn_lapses_and_is_retried(data_dir, settings, monkeypatch) -> None:
+    settings.CRONMAN_CLAIM_PENDING = 0.3
+    pm = _pidfile_manager(settings, data_dir, [("* * * * *", "Noop")])
+    clock = _FakeClock(at(10, 0, 30))
+    spawned: list[float] = []
+
+    def die(spec: str, **run: object) -> None:
+        raise KeyboardInterrupt  # stands in for SIGKILL: no handler of the tick runs
+
+    monkeypatch.setattr(tick, "spawn_job", die)
+    with pytest.raises(KeyboardInterrupt):
+        Scheduler(pm=pm, clock=clock).tick()
+    time.sleep(0.4)  # the unconfirmed claim lapses
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: spawned.append(clock.now))
+    clock.now = at(10, 0, 50)
+    Scheduler(pm=pm, clock=clock).tick()  # a restarted scheduler, the same minute
+    assert spawned == [at(10, 0, 50)]
+    # confirmed by the successful spawn: it no longer lapses
+    time.sleep(0.4)
+    backend = cronman_plugins.pidfile.PidfileBackend(data_dir)
+    assert not backend.claim(claim_key(entry("* * * * *", "Noop"), int(at(10, 0))), 60, "other")

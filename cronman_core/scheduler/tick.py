@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,6 +15,7 @@ from cronman_core.control import HostControl, resume
 from cronman_core.cronexpr import CronExprError, get_zone, normalize, parse_cron
 from cronman_core.datadir import get_data_dir
 from cronman_core.errors import CronmanError, UsageError
+from cronman_core.locks import FIRE_CLAIMS_ENV, FireClaims, LockBackend
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.schedule import ScheduleEntry, grace_of
 from cronman_core.scheduler.decide import MISSED_COUNT_LIMIT, Decision, Due, claim_key, decide, held_until
@@ -52,6 +54,9 @@ class TickResult:
     enabled: bool
     spawned: list[str] = field(default_factory=list)
     decision: Decision = field(default_factory=Decision)
+    #: Just before the earliest fire whose spawn failed: the watermark stays there, so the
+    #: next tick decides that fire again (released, it is retried; the others stay claimed).
+    retry_from: float | None = None
 
 
 def _aware(timestamp: float) -> dt.datetime:
@@ -127,10 +132,13 @@ class Scheduler:
         elif decision.due:
             logger.info("scheduler disabled: %d due run(s) not started", len(decision.due))
         pruned_at = self._maybe_prune(now, stored) if result.enabled else None
-        if decision.next_fires is not None:
+        watermark = decision.watermark
+        if result.retry_from is not None:
+            watermark = min(watermark, result.retry_from)  # the cache, relative to now, is not kept
+        elif decision.next_fires is not None:
             self.state.write_cache(self.zone_name, decision.watermark, decision.next_fires)
-        if decision.watermark != stored.value or pruned_at:
-            self.state.write_watermark(decision.watermark, pruned_at, reset=decision.reset)
+        if watermark != stored.value or pruned_at:
+            self.state.write_watermark(watermark, pruned_at, reset=decision.reset)
 
     def _resume_requested_workers(self) -> None:
         """Resume suspended workers if ``enable --workers`` asked for it."""
@@ -142,6 +150,7 @@ class Scheduler:
         if not due:
             return
         backend = self.pm.lock_backend()
+        pending = conf.get("CRONMAN_CLAIM_PENDING")
         for run in due:
             try:
                 # A spec that can never start must not claim (and so lose) its fire.
@@ -150,20 +159,46 @@ class Scheduler:
                 logger.error("not starting %r: %s", run.entry.job_spec, exc)
                 continue
             ttl = grace_of(run.entry) + CLAIM_MARGIN
+            token = uuid.uuid4().hex
+            hold = min(pending, ttl)
             # The newest fire time decides: whoever wins it runs, and that run
             # covers the older missed ones too. Claiming them afterwards keeps a
             # lagging tick (another host, an older watermark) from running them
-            # again; a tick that loses the newest one starts nothing.
-            if not backend.claim(claim_key(run.entry, run.fire_time), ttl):
+            # again; a tick that loses the newest one starts nothing. Claims are
+            # pending until the spawn succeeded (see FireClaims).
+            newest = claim_key(run.entry, run.fire_time)
+            if not backend.claim(newest, hold, token):
                 logger.debug("%s at %s already fired elsewhere", run.entry.job_spec, run.fire_time)
                 continue
-            won = 1 + sum(backend.claim(claim_key(run.entry, slot), ttl) for slot in run.slots[:-1])
+            older = [claim_key(run.entry, slot) for slot in run.slots[:-1]]
+            claims = FireClaims(token, ttl, (newest, *(key for key in older if backend.claim(key, hold, token))))
             late = result.now - run.fire_time
-            if self._spawn(RequestedRun(run.entry.job_spec), result):
-                logger.info(
-                    "started %s for %s (%d slot(s), %.3f s after its time)",
-                    run.entry.job_spec, _fmt(run.fire_time, self.tz), won, late,
-                )
+            requested = RequestedRun(run.entry.job_spec, env={FIRE_CLAIMS_ENV: claims.encode()})
+            if not self._spawn(requested, result):
+                self._release(backend, claims, run)
+                retry = run.slots[0] - 0.001
+                result.retry_from = retry if result.retry_from is None else min(result.retry_from, retry)
+                continue
+            try:
+                claims.confirm(backend)
+            except CronmanError as exc:  # the worker confirms them too as it starts
+                logger.warning("cannot confirm the fire claims of %s: %s", run.entry.job_spec, exc)
+            logger.info(
+                "started %s for %s (%d slot(s), %.3f s after its time)",
+                run.entry.job_spec, _fmt(run.fire_time, self.tz), len(claims.keys), late,
+            )
+
+    def _release(self, backend: LockBackend, claims: FireClaims, run: Due) -> None:
+        """A spawn failed: give its fires back, so the next tick retries them within their grace."""
+        try:
+            claims.release(backend)
+        except CronmanError as exc:
+            # They lapse unconfirmed: a tick after that retries the fire all the same.
+            logger.error("cannot release the fire claims of %s (they lapse in %.0f s): %s",
+                         run.entry.job_spec, conf.get("CRONMAN_CLAIM_PENDING"), exc)
+            return
+        logger.warning("released the fire claims of %s for %s: the next tick retries within its grace",
+                       run.entry.job_spec, _fmt(run.fire_time, self.tz))
 
     def _start_requested(self, now: float, result: TickResult) -> None:
         if not self.pm.has_impl("cronman_requested_runs"):

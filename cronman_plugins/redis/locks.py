@@ -5,6 +5,7 @@ Keys (under ``CRONMAN_REDIS_PREFIX``)::
     cronman:lock:<key>   the owner's run id (its token), with a TTL the worker renews
     cronman:records      hash run id -> RunRecord JSON (host, PID, start time)
     cronman:claims       sorted set fire-claim key -> expiry (Redis server time)
+    cronman:claim-tokens hash fire-claim key -> the claimer's token
 
 A worker's lock lives ``CRONMAN_REDIS_LOCK_TTL`` seconds and a thread in the
 worker renews it every third of that while the lock is held, so a worker
@@ -53,13 +54,32 @@ if ARGV[3] == '1' then redis.call('HDEL', KEYS[2], ARGV[2]) end
 return owned and 1 or 0
 """
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
+# A claim already held is ours again only for the same non-empty token (a re-sent call, a
+# worker confirming), and then is only ever extended.
 _CLAIM = _NOW + """
-local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if expires and tonumber(expires) > now then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local expiry = now + tonumber(ARGV[2])
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if held and tonumber(held) > now then
+  if ARGV[3] == '' or redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then return 0 end
+  if expiry > tonumber(held) then redis.call('ZADD', KEYS[1], expiry, ARGV[1]) end
+  return 1
+end
+redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1
 """
-_PRUNE = _NOW + "return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+_RELEASE_CLAIM = """
+if ARGV[2] == '' or redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+_PRUNE = _NOW + """
+local over = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 1, #over, 500 do
+  redis.call('HDEL', KEYS[2], unpack(over, i, math.min(i + 499, #over)))
+end
+return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+"""
 
 
 class RedisLock(Lock):
@@ -118,6 +138,7 @@ class RedisLockBackend(LockBackend):
         self.ttl: float = conf.get("CRONMAN_REDIS_LOCK_TTL") if ttl is None else ttl
         self.records_key = rc.key("cronman", "records")
         self.claims_key = rc.key("cronman", "claims")
+        self.claim_tokens_key = rc.key("cronman", "claim-tokens")
         self.scripts: dict[str, Script] = _scripts(self.redis)
 
     @property
@@ -167,13 +188,18 @@ class RedisLockBackend(LockBackend):
         with rc.reachable():
             self.redis.hdel(self.records_key, record.run_id)
 
-    def claim(self, key: str, ttl: float) -> bool:
+    def claim(self, key: str, ttl: float, token: str = "") -> bool:
+        keys = [self.claims_key, self.claim_tokens_key]
         with rc.reachable():
-            return bool(self.scripts["claim"](keys=[self.claims_key], args=[key, repr(float(ttl))]))
+            return bool(self.scripts["claim"](keys=keys, args=[key, repr(float(ttl)), token]))
+
+    def release_claim(self, key: str, token: str) -> bool:
+        with rc.reachable():
+            return bool(self.scripts["release_claim"](keys=[self.claims_key, self.claim_tokens_key], args=[key, token]))
 
     def prune_claims(self) -> int:
         with rc.reachable():
-            return int(self.scripts["prune"](keys=[self.claims_key]))
+            return int(self.scripts["prune"](keys=[self.claims_key, self.claim_tokens_key]))
 
 
 _registered: dict[int, dict[str, Script]] = {}
@@ -183,7 +209,8 @@ def _scripts(client: redis.Redis) -> dict[str, Script]:
     """The Lua scripts, registered once per client (EVALSHA, reloaded after a Redis restart)."""
     scripts = _registered.get(id(client))
     if scripts is None:
-        sources = {"acquire": _ACQUIRE, "renew": _RENEW, "release": _RELEASE, "claim": _CLAIM, "prune": _PRUNE}
+        sources = {"acquire": _ACQUIRE, "renew": _RENEW, "release": _RELEASE, "claim": _CLAIM,
+                   "release_claim": _RELEASE_CLAIM, "prune": _PRUNE}
         scripts = _registered[id(client)] = {name: client.register_script(src) for name, src in sources.items()}
     return scripts
 
