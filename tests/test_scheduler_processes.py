@@ -137,3 +137,63 @@ def test_bad_input_is_one_line_and_non_zero(
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- faults between claim and run --------------------------------------------------------------
+
+
+def test_a_failed_spawn_is_retried_by_the_next_tick(project: CronmanProject) -> None:
+    use_schedule(project, ("* * * * *", "Echo:retried"), CRONMAN_RAVEN_CMD="/nonexistent/raven-cmd")
+    now = away_from_minute_edge()
+    set_watermark(project, now - 30)  # this minute's fire is due
+    failed = project.run("cron_scheduler", "run")
+    assert failed.returncode == 0, failed.stderr
+    assert "cannot start Echo:retried" in failed.stderr
+    assert "released the fire claims of Echo:retried" in failed.stderr
+    assert not list((project.data_dir / "claims").glob("*.claim"))
+    use_schedule(project, ("* * * * *", "Echo:retried"))  # the wrapper is fixed
+    retried = project.run("cron_scheduler", "run")
+    assert started(retried.stderr, "Echo:retried") == 1, retried.stderr
+    assert [m["args"] for m in wait_for(project.read_marks)] == [["retried"]]
+    set_watermark(project, now - 30)
+    again = project.run("cron_scheduler", "run")
+    assert started(again.stderr, "Echo:retried") == 0, again.stderr
+
+
+KILLER = '''
+import os
+import signal
+
+from cronman_core import hookimpl
+
+
+@hookimpl
+def cronman_worker_command(command):
+    if os.path.exists(os.environ["KILL_MARKER"]):
+        os.kill(os.getpid(), signal.SIGKILL)  # after the claim, before the spawn
+'''
+
+
+def test_a_scheduler_sigkilled_between_claim_and_spawn_loses_no_fire(project: CronmanProject) -> None:
+    (project.path / "claim_killer.py").write_text(KILLER)
+    marker = project.path / "kill-now"
+    marker.touch()
+    project.extra_env["KILL_MARKER"] = str(marker)
+    use_schedule(project, ("* * * * *", "Echo:survived"), CRONMAN_PLUGINS=["claim_killer"],
+                 CRONMAN_CLAIM_PENDING=1.0)
+    now = away_from_minute_edge()
+    set_watermark(project, now - 30)
+    killed = project.run("cron_scheduler", "run")
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list((project.data_dir / "claims").glob("*.claim"))) == 1  # claimed, never run
+    marker.unlink()
+    time.sleep(1.2)  # the unconfirmed claim lapses
+    restarted = project.run("cron_scheduler", "run")
+    assert started(restarted.stderr, "Echo:survived") == 1, restarted.stderr
+    assert [m["args"] for m in wait_for(project.read_marks)] == [["survived"]]
+    time.sleep(1.2)  # confirmed by the spawn and the worker: it no longer lapses
+    set_watermark(project, now - 30)  # a tick that decides this fire again finds it claimed
+    again = project.run("cron_scheduler", "run")
+    assert started(again.stderr, "Echo:survived") == 0, again.stderr
+    time.sleep(1.0)
+    assert len(project.read_marks()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,3 +322,37 @@ def test_another_hosts_record_is_alive_only_while_its_own_run_holds_the_lock(tmp
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_claim_resent_after_a_stall_is_still_ours(tmp_path: Path, settings: Any) -> None:
+    """redis-py re-sends a timed-out call once: the server ran both, the token makes the second ours.
+
+    Without a token (the old claim) the re-sent call finds the claim its
+    first sending made and reports it lost: the fire would run nowhere. A
+    longer stall fails the tick, and its claim, never confirmed, lapses
+    after its pending ttl, so a later tick retries the fire.
+    """
+    from cronman_plugins.redis.client import RedisUnavailable
+
+    with running_redis(tmp_path) as server:
+        use_server(settings, server.settings(CRONMAN_REDIS_TIMEOUT=0.5))
+        backend = RedisLockBackend()
+        assert backend.claim("warm-up", 60, "")  # the claim script is loaded: calls are one round trip
+
+        def stalled_claim(key: str, token: str, stall: float, ttl: float = 60) -> bool:
+            server.process.send_signal(signal.SIGSTOP)
+            resume = threading.Timer(stall, server.process.send_signal, (signal.SIGCONT,))
+            resume.start()
+            try:
+                return backend.claim(key, ttl, token)
+            finally:
+                resume.join()
+
+        assert stalled_claim("fire-anonymous", "", 0.8) is False  # the lost fire of the report
+        assert stalled_claim("fire-with-token", "token-a", 0.8) is True
+        assert backend.claim("fire-with-token", 60, "token-b") is False  # and it is claimed once
+
+        with pytest.raises(RedisUnavailable):
+            stalled_claim("fire-long-stall", "token-a", 1.2, ttl=1.5)
+        assert backend.claim("fire-long-stall", 60, "token-b") is False  # applied, but only pending
+        wait_for(lambda: backend.claim("fire-long-stall", 60, "token-b"), timeout=5)
