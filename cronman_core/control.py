@@ -19,12 +19,14 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from cronman_core import conf
+from cronman_core.datadir import get_data_dir
 from cronman_core.errors import CronmanError, UsageError
 from cronman_core.jobspec import parse
 from cronman_core.locks import LockBackend
 from cronman_core.plugins import get_plugin_manager
 from cronman_core.process import CREATE_TIME_TOLERANCE, hostname, proven_alive, verified_process
 from cronman_core.records import RunRecord
+from cronman_core.runproof import proves, prune_proofs
 from cronman_core.spawn import spawn_job
 from cronman_core.switch import SchedulerControl, SchedulerSwitch
 from cronman_core.taxonomies import JobStatus
@@ -235,15 +237,25 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
     victims: list[_Victim] = []
     entries: dict[str, WorkerEntry] = {}
     local = hostname()
+    data_dir = get_data_dir()
+    unproven: list[RunRecord] = []
     for record, alive in zip(records, liveness(backend, records), strict=True):
         process = verified_process(record) if alive and record.host == local else None
+        if process is not None and not proves(data_dir, record):
+            # PID and start time match, but a store can say those of any process: it must prove itself.
+            unproven.append(record)
+            process = None
         if process is not None:
             victims.append(_Victim(record, process))
         # Another host's live worker is reported, never signalled: only its host can prove it.
         foreign = alive and record.host != local
         entries[record.run_id] = WorkerEntry(record, JobStatus.ALIVE if foreign else JobStatus.DEAD)
     if target and target.isdigit() and not victims:
-        raise UsageError(f"PID {target} is not a running cronman worker; not signalled")
+        why = " (it holds no run lock of its record)" if unproven else ""
+        raise UsageError(f"PID {target} is not a running cronman worker{why}; not signalled")
+    for record in unproven:
+        logger.warning("PID %d does not hold the run lock of %s (%s): not signalled",
+                       record.pid, record.job_spec, record.run_id)
     _refresh(victims)
     for victim in victims:
         logger.info("SIGTERM %s (PID %d)", victim.record.job_spec, victim.process.pid)
@@ -304,6 +316,7 @@ def clean(target: str | None = None, *, this_host: bool = False) -> list[RunReco
     removed = [record for record in _dead(backend, target) if not this_host or record.host == hostname()]
     for record in removed:
         backend.remove_record(record)
+    prune_proofs(get_data_dir())
     return removed
 
 

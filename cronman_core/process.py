@@ -23,6 +23,34 @@ if TYPE_CHECKING:
 CREATE_TIME_TOLERANCE = 0.05
 
 
+def flock_holders() -> dict[tuple[int, int, int], int] | None:
+    """(major, minor, inode) → PID of every write-``flock()``ed file, or None without /proc/locks.
+
+    The kernel's lock table: the one account of who holds a lock that no
+    store, record or file content can forge.
+    """
+    try:
+        with open("/proc/locks", "rb") as handle:
+            text = handle.read().decode()
+    except OSError:
+        return None
+    held = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[3] == "WRITE":
+            try:
+                major, minor, inode = fields[5].split(":")
+                held[(int(major, 16), int(minor, 16), int(inode))] = int(fields[4])
+            except ValueError:
+                continue
+    return held
+
+
+def file_id(info: os.stat_result) -> tuple[int, int, int]:
+    """The key of a file in :func:`flock_holders`."""
+    return os.major(info.st_dev), os.minor(info.st_dev), info.st_ino
+
+
 @cache
 def hostname() -> str:
     """This host's name in run records; ``CRONMAN_HOSTNAME`` overrides it (two "hosts" on one machine)."""

@@ -9,12 +9,14 @@ from collections.abc import Collection
 from types import FrameType
 
 from cronman_core import conf
+from cronman_core.datadir import get_data_dir
 from cronman_core.job import BaseCronJob, JobRun
 from cronman_core.jobspec import JobSpec, bind, canonical_params
 from cronman_core.locks import FireClaims, Lock
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.process import create_time, on_stop_signals
 from cronman_core.records import RunRecord
+from cronman_core.runproof import holding_proof
 from cronman_core.taxonomies import LockType, RunStatus
 from cronman_core.utils import is_cron_process_resumed
 
@@ -94,6 +96,11 @@ def run_job(job_spec: str) -> int:
     pm = get_plugin_manager()
     spec, job_class = pm.resolve(job_spec)
     run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed())
+    with holding_proof(get_data_dir(), run.run_id):  # before any record names this process
+        return _run(pm, spec, job_class, run)
+
+
+def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], run: JobRun) -> int:
     claims = FireClaims.from_env()
     if claims is not None:  # a scheduled run: its start makes its fire claims final
         try:

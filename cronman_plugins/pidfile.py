@@ -43,7 +43,7 @@ from cronman_core.files import (
     write_atomic,
 )
 from cronman_core.locks import Lock, LockBackend
-from cronman_core.process import hostname, verified_process
+from cronman_core.process import file_id, flock_holders, hostname, verified_process
 from cronman_core.records import RunRecord
 
 logger = logging.getLogger("cronman.plugins.pidfile")
@@ -149,9 +149,9 @@ class PidfileBackend(LockBackend):
             info = os.stat(self.lock_path(key), follow_symlinks=False)
         except FileNotFoundError:
             return False
-        held = _flocked_inodes()
+        held = flock_holders()
         if held is not None:
-            return (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino) in held
+            return file_id(info) in held
         try:
             fd = open_regular(self.lock_path(key))
         except (FileNotFoundError, NotRegularFileError):
@@ -181,10 +181,10 @@ class PidfileBackend(LockBackend):
             return False
         if holder != record.run_id:
             return False
-        held = _flocked_inodes()
+        held = flock_holders()
         if held is None:
             return self.is_locked(record.key) and verified_process(record) is not None
-        return held.get((os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)) == record.pid
+        return held.get(file_id(info)) == record.pid
 
     def _discard_lock(self, key: str) -> None:
         """Unlink the lock file of ``key`` unless someone holds it (we hold it meanwhile)."""
@@ -411,24 +411,6 @@ def _save_index(directory: Path, records: dict[str, list[Any]]) -> None:
         write_atomic(directory / _INDEX, data)
     except OSError as exc:  # a cache: the next listing reads the files again
         logger.info("cannot write the records index: %s", exc)
-
-
-def _flocked_inodes() -> dict[tuple[int, int, int], int] | None:
-    """(major, minor, inode) → PID of every write-flock()ed file, or None without /proc/locks."""
-    try:
-        text = read_bytes(Path("/proc/locks")).decode()
-    except OSError:
-        return None
-    held = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[3] == "WRITE":
-            try:
-                major, minor, inode = fields[5].split(":")
-                held[(int(major, 16), int(minor, 16), int(inode))] = int(fields[4])
-            except ValueError:
-                continue
-    return held
 
 
 @hookimpl(trylast=True)

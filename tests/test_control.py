@@ -105,6 +105,51 @@ def test_forged_record_of_a_foreign_process_is_dead_and_never_signalled(project)
         bystander.wait()
 
 
+def test_a_record_forged_with_the_exact_pid_and_start_time_gets_no_signal(project):
+    """What a writer of a shared store can do: name a bystander with its true PID and start time.
+
+    PID and start time then match, so the process looks like the record's;
+    only the run lock that every worker holds proves a worker, and the
+    bystander holds none.
+    """
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        PidfileBackend(project.data_dir).write_record(
+            RunRecord(
+                key="Sleep",
+                job_spec="Sleep:60",
+                pid=bystander.pid,
+                host=hostname(),
+                create_time=psutil.Process(bystander.pid).create_time(),
+                run_id="forged",
+                started_at="2026-01-01T00:00:00+00:00",
+            )
+        )
+        killed = project.run("cron_worker", "kill")
+        assert killed.returncode == 0
+        assert [(r[0], r[1]) for r in _rows(killed)] == [("DEAD", str(bystander.pid))]
+        assert f"PID {bystander.pid} does not hold the run lock of Sleep:60 (forged): not signalled" in killed.stderr
+        line = _one_error_line(project.run("cron_worker", "kill", str(bystander.pid)))
+        assert f"PID {bystander.pid} is not a running cronman worker (it holds no run lock of its record)" in line
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_sigkilled_workers_run_lock_file_is_pruned_by_clean(project):
+    worker = _worker(project, "Sleep:60,tag=pruned")
+    wait_for(lambda: _marks(project, "Sleep"), timeout=60)
+    (proof,) = (project.data_dir / "runs").iterdir()
+    worker.kill()
+    worker.wait()
+    assert project.run("cron_worker", "clean").returncode == 0
+    assert proof.exists()  # young: it could be a worker's about to lock it
+    os.utime(proof, (0, 0))
+    assert project.run("cron_worker", "clean").returncode == 0
+    assert not proof.exists()
+
+
 @pytest.mark.parametrize("new_session", [True, False], ids=["group-leader", "shell-started"])
 def test_kill_takes_the_jobs_children_too(project, new_session):
     worker = _worker(project, "SpawnChild:600", new_session=new_session)
