@@ -62,6 +62,8 @@ class JobRun:
     status: str = RunStatus.STARTED
     error: str | None = None
     resumed: bool = False
+    #: The lock's fencing token (None without a lock): pass it to stores that can fence.
+    fencing_token: int | None = None
 
     @property
     def job_name(self) -> str:

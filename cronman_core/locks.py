@@ -14,6 +14,7 @@ import logging
 import math
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,21 @@ logger = logging.getLogger("cronman.locks")
 FIRE_CLAIMS_ENV = "CRONMAN_FIRE_CLAIMS"
 
 
+def next_fencing_token(previous: int, now: float) -> int:
+    """The token after ``previous``: greater than it, and than every earlier one even if the
+    stored counter was lost (the time in microseconds only grows)."""
+    return max(previous + 1, int(now * 1_000_000))
+
+
 class Lock(ABC):
     """A held worker lock; released explicitly or when the process dies."""
 
     record: RunRecord
+    #: Greater than every earlier holder's of the same key: a store that keeps the highest
+    #: token it has seen can refuse the writes of a holder that lost the lock (fencing).
+    fencing_token: int = 0
+    #: Called, from another thread, when the backend finds the lock lost while held.
+    on_lost: Callable[[], None] | None = None
 
     @abstractmethod
     def release(self, keep_record: bool = False) -> None:

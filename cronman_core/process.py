@@ -46,6 +46,19 @@ def flock_holders() -> dict[tuple[int, int, int], int] | None:
     return held
 
 
+def signal_own_run(signum: int) -> None:
+    """Signal this process and what it started: its process group when it leads one."""
+    import psutil  # local: start-up time
+
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signum)
+        return
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.send_signal(signum)
+    os.kill(os.getpid(), signum)
+
+
 def file_id(info: os.stat_result) -> tuple[int, int, int]:
     """The key of a file in :func:`flock_holders`."""
     return os.major(info.st_dev), os.minor(info.st_dev), info.st_ino

@@ -45,3 +45,4 @@ class RunStatus:
     FAILED = "failed"
     KILLED = "killed"
     SKIPPED = "skipped"
+    LOST_LOCK = "lost_lock"

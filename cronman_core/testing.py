@@ -247,6 +247,16 @@ class LockBackendContract:
         time.sleep(0.05)
         assert not lock_backend.claim("confirmed", 60, "other")
 
+    def test_fencing_tokens_increase_per_key(self, lock_backend: LockBackend) -> None:
+        tokens = []
+        for key in ("Job", "Job", "Other", "Job"):
+            lock = lock_backend.acquire(key, self.make_record(key))
+            assert lock is not None
+            tokens.append((key, lock.fencing_token))
+            lock.release()
+        job = [token for key, token in tokens if key == "Job"]
+        assert job[0] > 0 and job == sorted(set(job)), tokens
+
     def test_prune_claims(self, lock_backend: LockBackend) -> None:
         expires = time.time() + 0.05
         assert lock_backend.claim("short", 0.05)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Collection
@@ -10,11 +12,12 @@ from types import FrameType
 
 from cronman_core import conf
 from cronman_core.datadir import get_data_dir
+from cronman_core.errors import CronmanError
 from cronman_core.job import BaseCronJob, JobRun
 from cronman_core.jobspec import JobSpec, bind, canonical_params
 from cronman_core.locks import FireClaims, Lock
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
-from cronman_core.process import create_time, on_stop_signals
+from cronman_core.process import create_time, on_stop_signals, signal_own_run
 from cronman_core.records import RunRecord
 from cronman_core.runproof import holding_proof
 from cronman_core.taxonomies import LockType, RunStatus
@@ -24,6 +27,8 @@ logger = logging.getLogger("cronman.worker")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+#: The run's lock was lost while it ran, or could not be asked for: nothing runs unguarded.
+EXIT_LOCK = 3
 
 #: Most error text any hook gets (the full traceback goes to the error reporter).
 ERROR_TEXT_LIMIT = 10_000
@@ -35,6 +40,26 @@ class JobKilled(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+class LockLost(CronmanError):
+    """What the failed notifiers get for a run stopped because its lock was lost."""
+
+    exit_code = EXIT_LOCK
+
+
+class _OnLockLost:
+    """Stops this run when its lock is lost: SIGTERM to the run's group, SIGKILL after the kill grace."""
+
+    def __init__(self) -> None:
+        self.lost = threading.Event()
+
+    def __call__(self) -> None:
+        self.lost.set()
+        killer = threading.Timer(conf.get("CRONMAN_KILL_GRACE"), signal_own_run, (signal.SIGKILL,))
+        killer.daemon = True
+        killer.start()
+        signal_own_run(signal.SIGTERM)
 
 
 def lock_key(job_class: type[BaseCronJob], spec: JobSpec, reserved: Collection[str] = ()) -> str | None:
@@ -121,7 +146,8 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
             lock = _acquire(pm, job_class, run, key)
         except Exception as exc:
             if not getattr(job_class, "lock_ignore_errors", False):
-                raise
+                logger.error("%s: cannot take lock %r (%s); not running", run.job_spec, key, exc)
+                return EXIT_LOCK
             logger.warning("lock %s failed (%s); running without it", key, exc)
         else:
             if lock is None:
@@ -130,6 +156,10 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
                 run.finish(RunStatus.SKIPPED, reason)
                 pm.job_skipped(run, reason)
                 return EXIT_OK
+    on_lost = _OnLockLost()
+    if lock is not None and key is not None:  # a record's own key guards nothing: never stop for it
+        lock.on_lost = on_lost
+        run.fencing_token = lock.fencing_token
     keep_record = False
     try:
         with on_stop_signals(_raise_killed):
@@ -138,6 +168,12 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
                 job = job_class(run)
                 job.run(*spec.args, **spec.run_kwargs(pm.reserved_params))
             except JobKilled as killed:
+                if on_lost.lost.is_set():
+                    reason = f"lost its lock {lock.record.key!r} while running; stopped" if lock else "lost its lock"
+                    run.finish(RunStatus.LOST_LOCK, reason)
+                    pm.job_failed(run, LockLost(reason))
+                    logger.error("%s %s", run.job_spec, reason)
+                    return EXIT_LOCK
                 run.finish(RunStatus.KILLED, f"killed by signal {killed.signum}")
                 keep_record = bool(job_class.can_resume)
                 if lock is not None and keep_record:

@@ -42,7 +42,7 @@ from cronman_core.files import (
     set_aside,
     write_atomic,
 )
-from cronman_core.locks import Lock, LockBackend
+from cronman_core.locks import Lock, LockBackend, next_fencing_token
 from cronman_core.process import file_id, flock_holders, hostname, verified_process
 from cronman_core.records import RunRecord
 
@@ -60,10 +60,11 @@ _STALE_TEMP_SECONDS = 60.0
 class PidfileLock(Lock):
     """An flock()ed lock file held through an open descriptor, plus its record."""
 
-    def __init__(self, backend: PidfileBackend, fd: int, record: RunRecord) -> None:
+    def __init__(self, backend: PidfileBackend, fd: int, record: RunRecord, fencing_token: int) -> None:
         self.backend = backend
         self.fd: int | None = fd
         self.record = record
+        self.fencing_token = fencing_token
 
     def update(self, **changes: Any) -> None:
         self.record = replace(self.record, **changes)
@@ -133,11 +134,26 @@ class PidfileBackend(LockBackend):
             # The holder's run id in the lock file says whose lock it is (is_held_by).
             os.ftruncate(fd, 0)
             os.pwrite(fd, record.run_id.encode(), 0)
+            token = self._next_fencing_token(key)
             self.write_record(record)
         except BaseException:
             os.close(fd)
             raise
-        return PidfileLock(self, fd, record)
+        return PidfileLock(self, fd, record, token)
+
+    def _next_fencing_token(self, key: str) -> int:
+        """Count the holders of ``key`` in ``locks/<key>.fence`` (only a holder writes it)."""
+        path = self.locks_dir / f"{safe_name(key)}.fence"
+        raw = read_state(path, 64)
+        previous = 0
+        if raw is not None:
+            try:
+                previous = int(raw)
+            except ValueError:
+                set_aside(path, "not a fencing token")  # the clock floor keeps the order
+        token = next_fencing_token(previous, time.time())
+        write_atomic(path, str(token).encode())
+        return token
 
     def is_locked(self, key: str) -> bool:
         """Whether a process holds ``key``, read from /proc/locks so no worker is disturbed.

@@ -3,6 +3,7 @@
 Keys (under ``CRONMAN_REDIS_PREFIX``)::
 
     cronman:lock:<key>   the owner's run id (its token), with a TTL the worker renews
+    cronman:fence:<key>  the last fencing token handed out for <key>
     cronman:records      hash run id -> RunRecord JSON (host, PID, start time)
     cronman:claims       sorted set fire-claim key -> expiry (Redis server time)
     cronman:claim-tokens hash fire-claim key -> the claimer's token
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +36,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("cronman.plugins.redis.locks")
 
+# The fencing token as cronman_core.locks.next_fencing_token computes it, on Redis's clock:
+# the counter + 1, but never below the time in microseconds, so a Redis that lost the
+# counter (restarted empty) still hands out greater tokens.
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-  return 1
+  local t = redis.call('TIME')
+  local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local token = math.max(tonumber(redis.call('GET', KEYS[3]) or '0') + 1, floor)
+  redis.call('SET', KEYS[3], string.format('%.0f', token))
+  return string.format('%.0f', token)
 end
 return 0
 """
@@ -85,10 +94,11 @@ return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 class RedisLock(Lock):
     """A held Redis lock: renewed by a daemon thread until released."""
 
-    def __init__(self, backend: RedisLockBackend, record: RunRecord, token: str) -> None:
+    def __init__(self, backend: RedisLockBackend, record: RunRecord, token: str, fencing_token: int) -> None:
         self.backend = backend
         self.record = record
         self.token = token
+        self.fencing_token = fencing_token
         self._stop = threading.Event()
         self._renewer = threading.Thread(
             target=self._renew, name=f"cronman-lock-renewal-{record.key}", daemon=True
@@ -96,19 +106,34 @@ class RedisLock(Lock):
         self._renewer.start()
 
     def _renew(self) -> None:
+        """Renew every third of the TTL; a lock not renewed within one TTL is lost.
+
+        Lost when Redis says another token holds it or none does, and also
+        when no renewal succeeded for a whole TTL (Redis unreachable, this
+        process paused): it may have expired and been taken, so the worker
+        must stop (``on_lost``) rather than run beside the next holder.
+        """
         backend = self.backend
         lock_key = backend.lock_key(self.record.key)
+        renewed_at = time.monotonic()
         while not self._stop.wait(backend.ttl / 3):
+            if time.monotonic() - renewed_at >= backend.ttl:
+                self._lost(f"not renewed for {time.monotonic() - renewed_at:.1f} s (TTL {backend.ttl:g} s)")
+                return
             try:
                 renewed = backend.scripts["renew"](keys=[lock_key], args=[self.token, backend.ttl_ms])
             except rc.errors() as exc:
                 logger.warning("cannot renew lock %r (will retry): %s", self.record.key, exc)
                 continue
             if not renewed:
-                logger.error(
-                    "lock %r expired before it was renewed: another worker may take it now", self.record.key
-                )
+                self._lost("it expired and is free or held by another worker")
                 return
+            renewed_at = time.monotonic()
+
+    def _lost(self, why: str) -> None:
+        logger.error("lock %r lost: %s", self.record.key, why)
+        if self.on_lost is not None:
+            self.on_lost()
 
     def update(self, **changes: Any) -> None:
         self.record = replace(self.record, **changes)
@@ -152,11 +177,12 @@ class RedisLockBackend(LockBackend):
         record = replace(record, key=key)
         token = record.run_id  # unique per run: tells whose lock it is (is_held_by)
         args: list[str | int] = [token, self.ttl_ms, record.run_id, record.to_json()]
+        keys = [self.lock_key(key), self.records_key, rc.key("cronman", "fence", key)]
         with rc.reachable():
-            acquired = self.scripts["acquire"](keys=[self.lock_key(key), self.records_key], args=args)
+            acquired = self.scripts["acquire"](keys=keys, args=args)
         if not acquired:
             return None
-        return RedisLock(self, record, token)
+        return RedisLock(self, record, token, int(acquired))
 
     def is_locked(self, key: str) -> bool:
         with rc.reachable():

@@ -356,3 +356,39 @@ def test_a_claim_resent_after_a_stall_is_still_ours(tmp_path: Path, settings: An
             stalled_claim("fire-long-stall", "token-a", 1.2, ttl=1.5)
         assert backend.claim("fire-long-stall", 60, "token-b") is False  # applied, but only pending
         wait_for(lambda: backend.claim("fire-long-stall", 60, "token-b"), timeout=5)
+
+
+def test_a_worker_paused_past_its_lock_ttl_stops_instead_of_running_beside_the_next(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True, CRONMAN_REDIS_LOCK_TTL=1.5)
+    host = make_host(tmp_path, shared, "host-a")
+    lock_key = shared["CRONMAN_REDIS_PREFIX"] + "cronman:lock:Sleep"
+    first = host.popen("cron_worker", "run", "Sleep:60,tag=first", start_new_session=True)
+    wait_for(lambda: any(m.get("tag") == "first" for m in host.read_marks()), timeout=60)
+    first.send_signal(signal.SIGSTOP)  # a long GC pause, a frozen VM
+    try:
+        wait_gone(redis_server, lock_key)
+        second = host.popen("cron_worker", "run", "Sleep:3,tag=second")
+        wait_for(lambda: any(m.get("tag") == "second" for m in host.read_marks()), timeout=60)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _out, err = first.communicate(timeout=30)
+    assert first.returncode == 3, err
+    assert "lock 'Sleep' lost: not renewed for" in err
+    assert "lost its lock 'Sleep' while running; stopped" in err
+    assert second.wait(timeout=60) == 0
+    marks = host.read_marks()
+    starts = {m["tag"]: m["fencing_token"] for m in marks if m.get("event") == "start"}
+    assert starts["second"] > starts["first"] > 0
+    assert [m["tag"] for m in marks if m.get("event") == "end"] == ["second"]
+    status = json.loads(host.run("cron_worker", "status", "--json").stdout)
+    assert status["workers"] == []  # the stopped run left no record, the next one released its own
+
+
+def test_a_worker_that_cannot_reach_its_lock_backend_runs_nothing(tmp_path: Path) -> None:
+    host = make_host(tmp_path, {"CRONMAN_REDIS_PORT": free_port(), "CRONMAN_REDIS_LOCKS": True}, "host-a")
+    result = host.run("cron_worker", "run", "Sleep:0,tag=never")
+    assert result.returncode == 3, result.stderr
+    assert "Sleep:0,tag=never: cannot take lock 'Sleep' (Redis at 127.0.0.1:" in result.stderr
+    assert host.read_marks() == []

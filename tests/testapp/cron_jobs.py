@@ -53,7 +53,7 @@ class Sleep(BaseCronJob):
 
     def run(self, seconds="60", tag=""):
         _mark("Sleep", {"event": "start", "tag": tag, "resumed": is_cron_process_resumed(),
-                        "nice": os.nice(0)})
+                        "nice": os.nice(0), "fencing_token": self.context.fencing_token})
         time.sleep(float(seconds))
         _mark("Sleep", {"event": "end", "tag": tag})
 
