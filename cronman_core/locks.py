@@ -26,6 +26,14 @@ logger = logging.getLogger("cronman.locks")
 FIRE_CLAIMS_ENV = "CRONMAN_FIRE_CLAIMS"
 
 
+@dataclass(frozen=True)
+class StoreEpoch:
+    """An id set once per dataset of a shared store, and when it was set (the store's clock)."""
+
+    id: str
+    since: float
+
+
 def next_fencing_token(previous: int, now: float) -> int:
     """The token after ``previous``: greater than it, and than every earlier one even if the
     stored counter was lost (the time in microseconds only grows)."""
@@ -96,6 +104,17 @@ class LockBackend(ABC):
     def prune_claims(self) -> int:
         """Drop claims whose ttl has passed; return how many."""
 
+    def epoch(self) -> StoreEpoch | None:
+        """The store's current epoch, which changes when the store loses its data; None if it cannot.
+
+        A store that can lose its claims (a Redis without persistence that
+        restarted empty) returns one; a scheduler that finds it changed
+        starts none of the due fires from before the new epoch, since another
+        host may have run them (docs/redis.md). A store that keeps its data
+        as long as the scheduler's own state (the data dir) returns None.
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class FireClaims:
@@ -139,4 +158,4 @@ class FireClaims:
         return cls(token, float(ttl), tuple(keys))
 
 
-__all__ = ["FIRE_CLAIMS_ENV", "FireClaims", "Lock", "LockBackend"]
+__all__ = ["FIRE_CLAIMS_ENV", "FireClaims", "Lock", "LockBackend", "StoreEpoch", "next_fencing_token"]

@@ -62,6 +62,7 @@ class SchedulerState:
         self.dir = scheduler_dir(data_dir)
         self.watermark_path = self.dir / "watermark.json"
         self.cache_path = self.dir / "next-fires.json"
+        self.epoch_path = self.dir / "store-epoch"
         self._cache: dict[str, int | None] | None = None
         self._cache_as_of: float | None = None
         self._cache_stamp: tuple[int, int, int] | None = None
@@ -114,6 +115,18 @@ class SchedulerState:
         corrupt(self.watermark_path, problem or "no watermark",
                 "starting over as on a first run (older fires are not caught up)")
         return Watermark(None, float(pruned))
+
+    def read_epoch(self) -> str | None:
+        """The lock store's epoch this host saw last (None: never, or unreadable and set aside)."""
+        raw = read_state(self.epoch_path, 256)
+        try:
+            text = raw.decode("ascii").strip() if raw is not None else ""
+        except UnicodeDecodeError:
+            text = ""
+        return text if text.isprintable() and text else None
+
+    def write_epoch(self, epoch: str) -> None:
+        write_atomic(self.epoch_path, epoch.encode())
 
     def write_watermark(self, watermark: float, pruned_at: float | None, reset: bool = False) -> float:
         """Advance the watermark to ``watermark`` (back only on ``reset``); return the stored value."""

@@ -146,10 +146,39 @@ class Scheduler:
             for outcome in resume():
                 logger.info("resumed %s", outcome)
 
+    def _held_back_by_data_loss(self, backend: LockBackend, due: list[Due]) -> list[Due]:
+        """The due runs, without the fires a lock store that lost its data may have forgotten.
+
+        A new store epoch means its claims are gone: a fire from before the
+        epoch began may have run on another host, so it is missed here (a
+        warning) rather than risked twice. Fires since then are claimed as
+        usual.
+        """
+        epoch = backend.epoch()
+        if epoch is None:
+            return due
+        seen = self.state.read_epoch()
+        if seen == epoch.id:
+            return due
+        self.state.write_epoch(epoch.id)
+        if seen is None:
+            return due  # the first look: nothing to compare with
+        kept: list[Due] = []
+        for run in due:
+            slots = tuple(slot for slot in run.slots if slot >= epoch.since)
+            if len(slots) < len(run.slots):
+                logger.warning(
+                    "not starting %s for %s: the lock store lost its data (claims gone), so another host "
+                    "may have run it; missed", run.entry.job_spec, _fmt(run.slots[-1], self.tz))
+            if slots:
+                kept.append(Due(run.entry, slots))
+        return kept
+
     def _start_due(self, due: list[Due], result: TickResult) -> None:
         if not due:
             return
         backend = self.pm.lock_backend()
+        due = self._held_back_by_data_loss(backend, due)
         pending = conf.get("CRONMAN_CLAIM_PENDING")
         for run in due:
             try:

@@ -4,6 +4,7 @@ Keys (under ``CRONMAN_REDIS_PREFIX``)::
 
     cronman:lock:<key>   the owner's run id (its token), with a TTL the worker renews
     cronman:fence:<key>  the last fencing token handed out for <key>
+    cronman:epoch        an id set once per dataset: a new one means Redis lost its data
     cronman:records      hash run id -> RunRecord JSON (host, PID, start time)
     cronman:claims       sorted set fire-claim key -> expiry (Redis server time)
     cronman:claim-tokens hash fire-claim key -> the claimer's token
@@ -22,11 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cronman_core import conf
-from cronman_core.locks import Lock, LockBackend
+from cronman_core.locks import Lock, LockBackend, StoreEpoch
 from cronman_core.records import RunRecord
 from cronman_plugins.redis import client as rc
 
@@ -50,11 +52,17 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 """
+# A lock renewed within its TTL that is gone was lost with Redis's data (a restart without
+# persistence): it is taken again, with its record, unless another worker took it first.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+elseif holder or not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
 end
-return 0
+if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
+return 1
 """
 _RELEASE = """
 local owned = redis.call('GET', KEYS[1]) == ARGV[1]
@@ -81,6 +89,10 @@ _RELEASE_CLAIM = """
 if ARGV[2] == '' or redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+_EPOCH = _NOW + """
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. string.format('%.6f', now), 'NX')
+return redis.call('GET', KEYS[1])
 """
 _PRUNE = _NOW + """
 local over = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -121,7 +133,10 @@ class RedisLock(Lock):
                 self._lost(f"not renewed for {time.monotonic() - renewed_at:.1f} s (TTL {backend.ttl:g} s)")
                 return
             try:
-                renewed = backend.scripts["renew"](keys=[lock_key], args=[self.token, backend.ttl_ms])
+                renewed = backend.scripts["renew"](
+                    keys=[lock_key, backend.records_key],
+                    args=[self.token, backend.ttl_ms, self.record.run_id, self.record.to_json()],
+                )
             except rc.errors() as exc:
                 logger.warning("cannot renew lock %r (will retry): %s", self.record.key, exc)
                 continue
@@ -223,6 +238,16 @@ class RedisLockBackend(LockBackend):
         with rc.reachable():
             return bool(self.scripts["release_claim"](keys=[self.claims_key, self.claim_tokens_key], args=[key, token]))
 
+    def epoch(self) -> StoreEpoch:
+        """Set once per Redis dataset: a server that lost its data gets a new one."""
+        with rc.reachable():
+            value = str(self.scripts["epoch"](keys=[rc.key("cronman", "epoch")], args=[uuid.uuid4().hex]))
+        ident, _, since = value.partition(" ")
+        try:
+            return StoreEpoch(ident, float(since))
+        except ValueError:  # not ours: a new dataset as far as claims go
+            return StoreEpoch(value, time.time())
+
     def prune_claims(self) -> int:
         with rc.reachable():
             return int(self.scripts["prune"](keys=[self.claims_key, self.claim_tokens_key]))
@@ -236,7 +261,7 @@ def _scripts(client: redis.Redis) -> dict[str, Script]:
     scripts = _registered.get(id(client))
     if scripts is None:
         sources = {"acquire": _ACQUIRE, "renew": _RENEW, "release": _RELEASE, "claim": _CLAIM,
-                   "release_claim": _RELEASE_CLAIM, "prune": _PRUNE}
+                   "release_claim": _RELEASE_CLAIM, "prune": _PRUNE, "epoch": _EPOCH}
         scripts = _registered[id(client)] = {name: client.register_script(src) for name, src in sources.items()}
     return scripts
 

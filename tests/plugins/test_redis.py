@@ -392,3 +392,47 @@ def test_a_worker_that_cannot_reach_its_lock_backend_runs_nothing(tmp_path: Path
     assert result.returncode == 3, result.stderr
     assert "Sleep:0,tag=never: cannot take lock 'Sleep' (Redis at 127.0.0.1:" in result.stderr
     assert host.read_marks() == []
+
+
+def test_redis_restarted_empty_between_two_hosts_ticks_fires_nothing_twice(tmp_path: Path) -> None:
+    with running_redis(tmp_path / "redis") as server:
+        shared = server.settings(CRONMAN_REDIS_LOCKS=True)
+        names = ("host-a", "host-b")
+        seeding = [make_host(tmp_path, shared, name, jobs=(("* * * * *", "Echo:seed"),)) for name in names]
+        for host in seeding:  # both hosts have seen this Redis's epoch
+            assert host.run("cron_scheduler", "run").returncode == 0
+        if time.time() % 60 > 40:
+            time.sleep(60 - time.time() % 60 + 1)
+        spec = "Echo:once"
+        hosts = [make_host(tmp_path, shared, name, jobs=(("* * * * *", spec),)) for name in names]
+        for host in hosts:
+            (host.data_dir / "scheduler" / "watermark.json").write_text(
+                json.dumps({"version": 1, "watermark": time.time() - 30})
+            )
+        first = hosts[0].run("cron_scheduler", "run")
+        assert len(_started_fires(first.stderr, spec)) == 1, first.stderr
+        server.restart_empty()  # no persistence: host-a's claim is gone
+        second = hosts[1].run("cron_scheduler", "run")
+        assert second.returncode == 0, second.stderr
+        assert _started_fires(second.stderr, spec) == [], second.stderr
+        assert "the lock store lost its data (claims gone), so another host may have run it; missed" in second.stderr
+        time.sleep(1.0)
+        assert sum(m.get("args") == ["once"] for h in hosts for m in h.read_marks()) == 1
+
+
+def test_a_running_workers_lock_survives_redis_restarting_empty(tmp_path: Path) -> None:
+    with running_redis(tmp_path / "redis") as server:
+        shared = server.settings(CRONMAN_REDIS_LOCKS=True, CRONMAN_REDIS_LOCK_TTL=1.5)
+        host = make_host(tmp_path, shared, "host-a")
+        lock_key = shared["CRONMAN_REDIS_PREFIX"] + "cronman:lock:Sleep"
+        worker = host.popen("cron_worker", "run", "Sleep:5,tag=kept")
+        wait_for(lambda: host.read_marks(), timeout=60)
+        server.restart_empty()
+        wait_for(lambda: server.client().exists(lock_key), timeout=5)  # taken again at the next renewal
+        rival = host.run("cron_worker", "run", "Sleep:0,tag=rival")
+        assert rival.returncode == 0 and "is held by another worker, skipping" in rival.stderr
+        status = json.loads(host.run("cron_worker", "status", "--json").stdout)
+        assert [(w["status"], w["pid"]) for w in status["workers"]] == [("ALIVE", worker.pid)]
+        _out, err = worker.communicate(timeout=30)
+        assert worker.returncode == 0, err
+        assert [m["tag"] for m in host.read_marks() if m.get("event") == "end"] == ["kept"]

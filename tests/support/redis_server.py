@@ -25,13 +25,23 @@ class RedisServer:
 
     def __init__(self, directory: Path) -> None:
         self.port = free_port()
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.start()
+
+    def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(directory)],
+             "--appendonly", "no", "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_for(self._pings, timeout=20)
+
+    def restart_empty(self) -> None:
+        """Stop and start again on the same port: without persistence, every key is gone."""
+        self.stop()
+        self.start()
 
     def client(self) -> Any:
         import redis
