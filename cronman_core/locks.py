@@ -104,6 +104,16 @@ class LockBackend(ABC):
     def prune_claims(self) -> int:
         """Drop claims whose ttl has passed; return how many."""
 
+    def time(self) -> float | None:
+        """The shared store's clock (Unix seconds), or None for a store of this host alone.
+
+        Schedulers sharing a store decide on its clock, so hosts whose clocks
+        disagree still agree on which fires are due (a host hours behind
+        would otherwise fire again what the others ran once its claims had
+        expired).
+        """
+        return None
+
     def epoch(self) -> StoreEpoch | None:
         """The store's current epoch, which changes when the store loses its data; None if it cannot.
 

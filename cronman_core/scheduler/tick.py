@@ -28,6 +28,8 @@ logger = logging.getLogger("cronman.scheduler")
 
 #: Claims live this long past the grace window (clock skew between hosts).
 CLAIM_MARGIN = 3600.0
+#: A host clock this far off the lock store's is logged at each tick.
+CLOCK_SKEW_WARNING = 60.0
 #: Expired claims are pruned at most this often.
 PRUNE_INTERVAL = 600.0
 
@@ -83,7 +85,7 @@ class Scheduler:
 
     def tick(self) -> TickResult:
         """One tick at the clock's now; tick hooks see it before the decision."""
-        now = self.clock.time()
+        now = self._now()
         result = TickResult(now=now, enabled=True)
         self.pm.scheduler_tick(self.control, _aware(now))
         error: BaseException | None = None
@@ -95,6 +97,21 @@ class Scheduler:
         finally:
             self.pm.scheduler_tick_done(self.control, _aware(now), result.spawned, error)
         return result
+
+    def _now(self) -> float:
+        """This tick's instant: the shared lock store's clock if it has one, else this host's."""
+        local = self.clock.time()
+        try:
+            shared = self.pm.lock_backend().time()
+        except CronmanError as exc:
+            logger.debug("no lock store clock this tick (%s): using this host's", exc)
+            return local  # unreachable: claiming says so, with one line
+        if shared is None:
+            return local
+        if abs(local - shared) > CLOCK_SKEW_WARNING:
+            logger.warning("this host's clock is %+.0f s off the lock store's: deciding on the store's",
+                           local - shared)
+        return shared
 
     def _tick(self, result: TickResult) -> None:
         now = result.now

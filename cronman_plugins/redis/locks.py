@@ -238,6 +238,11 @@ class RedisLockBackend(LockBackend):
         with rc.reachable():
             return bool(self.scripts["release_claim"](keys=[self.claims_key, self.claim_tokens_key], args=[key, token]))
 
+    def time(self) -> float:
+        with rc.reachable():
+            seconds, micros = self.redis.time()
+        return seconds + micros / 1e6
+
     def epoch(self) -> StoreEpoch:
         """Set once per Redis dataset: a server that lost its data gets a new one."""
         with rc.reachable():

@@ -436,3 +436,34 @@ def test_a_running_workers_lock_survives_redis_restarting_empty(tmp_path: Path) 
         _out, err = worker.communicate(timeout=30)
         assert worker.returncode == 0, err
         assert [m["tag"] for m in host.read_marks() if m.get("event") == "end"] == ["kept"]
+
+
+def test_a_host_hours_behind_decides_on_the_redis_clock_and_fires_nothing_twice(
+    tmp_path: Path, redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    import cronman_plugins.redis.plugin
+    from cronman_core.plugins import CronmanPluginManager
+    from cronman_core.scheduler import tick
+    from cronman_core.scheduler.tick import Scheduler
+    from tests.support.schedule import ScheduleSource
+    from tests.test_scheduler import _FakeClock
+
+    use_server(settings, redis_server.settings(CRONMAN_REDIS_LOCKS=True))
+    settings.CRONMAN_TIME_ZONE = "UTC"
+    pm = CronmanPluginManager()
+    pm.register(ScheduleSource([("* * * * *", "Noop")]))
+    pm.register(cronman_plugins.redis.plugin)
+    spawned: list[str] = []
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: spawned.append(spec))
+    if time.time() % 60 > 50:
+        time.sleep(60 - time.time() % 60 + 1)
+    schedulers = []
+    for name, skew in (("host-a", 0.0), ("host-b", -7200.0)):  # host-b's clock is two hours behind
+        data_dir = tmp_path / name
+        data_dir.mkdir(mode=0o700)
+        settings.CRONMAN_DATA_DIR = str(data_dir)
+        schedulers.append(Scheduler(pm=pm, clock=_FakeClock(time.time() + skew)))
+    for scheduler in schedulers:
+        scheduler.tick()
+    assert spawned == ["Noop"]  # host-b found this minute's fire claimed, and fired no other
+    assert any("this host's clock is -7200 s off the lock store's" in r.getMessage() for r in caplog.records)
