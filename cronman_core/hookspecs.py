@@ -243,6 +243,23 @@ def cronman_scheduler_tick_done(
 
 
 @hookspec
+def cronman_fires_missed(job_spec: str, first: dt.datetime, count: int, reason: str, key: str) -> None:
+    """Fires of a schedule entry that will never run, with the reason.
+
+    Called in the scheduler process by the tick that gives them up: fires
+    older than their misfire grace (the scheduler was down, a spawn kept
+    failing), or from before a lock store lost its data. Several hosts may
+    report the same fires: ``key`` is the same for them on every host.
+
+    :param job_spec: the entry's job spec.
+    :param first: the first missed fire time (aware, UTC).
+    :param count: how many fires, from ``first`` on (at least 1; capped at 100).
+    :param reason: one line, e.g. ``older than its misfire grace``.
+    :param key: the fire claim key of ``first``: one id for these fires on every host.
+    """
+
+
+@hookspec
 def cronman_requested_runs(now: dt.datetime) -> list[RequestedRun] | None:
     """Return runs to start now outside the schedule (admin Cron Tasks).
 

@@ -168,6 +168,9 @@ class CronmanPluginManager(pluggy.PluginManager):
     def scheduler_tick(self, control: SchedulerControl, now: dt.datetime) -> None:
         self._notify("cronman_scheduler_tick", control=control, now=now)
 
+    def fires_missed(self, job_spec: str, first: dt.datetime, count: int, reason: str, key: str) -> None:
+        self._notify("cronman_fires_missed", job_spec=job_spec, first=first, count=count, reason=reason, key=key)
+
     def scheduler_tick_done(
         self, control: SchedulerControl, now: dt.datetime, spawned: list[str], error: BaseException | None
     ) -> None:

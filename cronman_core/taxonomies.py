@@ -46,3 +46,5 @@ class RunStatus:
     KILLED = "killed"
     SKIPPED = "skipped"
     LOST_LOCK = "lost_lock"
+    #: Fires that never ran (history only): given up by the scheduler, with the reason.
+    MISSED = "missed"

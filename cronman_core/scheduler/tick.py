@@ -138,6 +138,7 @@ class Scheduler:
                 missed.entry.time_spec.strip(),
                 _fmt(missed.first, self.tz),
             )
+            self._report_missed(missed.entry, missed.first, missed.count, "older than its misfire grace")
         if decision.behind:
             logger.warning("clock is %.1f s behind the watermark: nothing fires until it catches up",
                            decision.behind)
@@ -187,9 +188,14 @@ class Scheduler:
                 logger.warning(
                     "not starting %s for %s: the lock store lost its data (claims gone), so another host "
                     "may have run it; missed", run.entry.job_spec, _fmt(run.slots[-1], self.tz))
+                self._report_missed(run.entry, run.slots[0], len(run.slots) - len(slots),
+                                    "the lock store lost its data: another host may have run it")
             if slots:
                 kept.append(Due(run.entry, slots))
         return kept
+
+    def _report_missed(self, entry: ScheduleEntry, first: int, count: int, reason: str) -> None:
+        self.pm.fires_missed(entry.job_spec, _aware(first), count, reason, claim_key(entry, first))
 
     def _start_due(self, due: list[Due], result: TickResult) -> None:
         if not due:

@@ -19,6 +19,8 @@ class CronRunStatus(models.TextChoices):
     SUCCEEDED = RunStatus.SUCCEEDED, "Succeeded"
     FAILED = RunStatus.FAILED, "Failed"
     KILLED = RunStatus.KILLED, "Killed"
+    LOST_LOCK = RunStatus.LOST_LOCK, "Lost its lock"
+    MISSED = RunStatus.MISSED, "Missed"
 
 
 class CronRunQuerySet(models.QuerySet["CronRun"]):

@@ -7,14 +7,16 @@ outage costs a warning line and never the job.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import signal
 
 from cronman_core import hookimpl
 from cronman_core.job import JobRun
-from cronman_core.process import create_time
+from cronman_core.process import create_time, hostname
+from cronman_core.schedule import job_name
 from cronman_plugins._db import guarded_write
-from cronman_plugins.history.models import CronRun
+from cronman_plugins.history.models import CronRun, CronRunStatus
 
 logger = logging.getLogger("cronman.plugins.history")
 
@@ -57,6 +59,19 @@ def cronman_job_succeeded(run: JobRun) -> None:
 @hookimpl
 def cronman_job_failed(run: JobRun, exc: BaseException) -> None:
     _record(run, f"run() raised {type(exc).__name__}")
+
+
+@hookimpl
+def cronman_fires_missed(job_spec: str, first: dt.datetime, count: int, reason: str, key: str) -> None:
+    """One ``missed`` row per group of fires, the same from every host that gives them up."""
+    run_id = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    defaults = {
+        "job_name": job_name(job_spec), "job_spec": job_spec, "host": hostname(), "pid": 0,
+        "started_at": first, "status": CronRunStatus.MISSED,
+        "exit_reason": f"missed {count} fire(s): {reason}"[:255],
+    }
+    guarded_write(logger, f"recording missed fires of {job_spec} in the history",
+                  lambda: CronRun.objects.get_or_create(run_id=run_id, defaults=defaults))
 
 
 @hookimpl

@@ -30,7 +30,8 @@ AXIS_HEIGHT = 24
 #: Narrowest bar, so a one-second run is still visible and hoverable.
 MIN_BAR = 4.0
 #: A run shown in the timeline: status colours follow the admin's palette.
-COLOURS = {"succeeded": "#417690", "failed": "#ba2121", "killed": "#d2691e", "started": "#79aec8"}
+COLOURS = {"succeeded": "#417690", "failed": "#ba2121", "killed": "#d2691e", "started": "#79aec8",
+           "lost_lock": "#ba2121", "missed": "#cccccc"}
 
 
 @dataclass

@@ -144,3 +144,33 @@ def test_a_worker_without_history_tables_still_succeeds(project):
     assert result.returncode == 0
     warnings = [line for line in result.stderr.splitlines() if "failed: no such table" in line]
     assert len(warnings) == 1, result.stderr
+
+
+@pytest.mark.django_db
+def test_missed_fires_are_one_history_row_whichever_hosts_report_them(tmp_path, settings, monkeypatch) -> None:
+    import cronman_plugins.pidfile
+    from cronman_core.plugins import CronmanPluginManager
+    from cronman_core.scheduler import tick
+    from cronman_core.scheduler.tick import Scheduler
+    from tests.support.schedule import ScheduleSource
+    from tests.test_scheduler import _FakeClock, at
+
+    settings.CRONMAN_TIME_ZONE = "UTC"
+    settings.CRONMAN_MISFIRE_GRACE = 300
+    pm = CronmanPluginManager()
+    pm.register(ScheduleSource([("*/15 * * * *", "Noop")]))
+    pm.register(cronman_plugins.pidfile)
+    pm.register(plugin)
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: None)
+    for host in ("host-a", "host-b"):  # both were down from 07:00 to 10:01
+        data_dir = tmp_path / host
+        data_dir.mkdir(mode=0o700)
+        settings.CRONMAN_DATA_DIR = str(data_dir)
+        scheduler = Scheduler(pm=pm, clock=_FakeClock(at(7, 0, 30)))
+        scheduler.state.write_watermark(at(7, 0, 30), None)
+        scheduler.clock.now = at(10, 1)
+        scheduler.tick()
+    (row,) = CronRun.objects.all()
+    assert (row.status, row.job_spec, row.pid) == ("missed", "Noop", 0)
+    assert row.started_at == dt.datetime.fromtimestamp(at(7, 15), dt.UTC)
+    assert row.exit_reason == "missed 11 fire(s): older than its misfire grace"
