@@ -13,6 +13,16 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='cronrun',
             name='status',
-            field=models.CharField(choices=[('started', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('killed', 'Killed'), ('lost_lock', 'Lost its lock'), ('missed', 'Missed')], max_length=16),
+            field=models.CharField(
+                choices=[
+                    ("started", "Running"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                    ("killed", "Killed"),
+                    ("lost_lock", "Lost its lock"),
+                    ("missed", "Missed"),
+                ],
+                max_length=16,
+            ),
         ),
     ]
