@@ -123,6 +123,10 @@ class CronmanPluginManager(pluggy.PluginManager):
         """The lock backend (``cronman_lock_backend``), asked anew at each use."""
         backend: LockBackend | None = self.hook.cronman_lock_backend(data_dir=get_data_dir())
         if backend is None:
+            chosen = conf.get("CRONMAN_LOCK_BACKEND")
+            if chosen:
+                raise UsageError(f"no lock backend: CRONMAN_LOCK_BACKEND = {chosen!r} names no active "
+                                 "plugin that implements cronman_lock_backend")
             raise UsageError("no lock backend: enable a plugin that implements cronman_lock_backend")
         return backend
 

@@ -30,7 +30,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from cronman_core import hookimpl
+from cronman_core import conf, hookimpl
 from cronman_core.datadir import private_subdir
 from cronman_core.files import (
     NotRegularFileError,
@@ -430,8 +430,9 @@ def _save_index(directory: Path, records: dict[str, list[Any]]) -> None:
 
 
 @hookimpl(trylast=True)
-def cronman_lock_backend(data_dir: Path) -> LockBackend:
-    return PidfileBackend(data_dir)
+def cronman_lock_backend(data_dir: Path) -> LockBackend | None:
+    """The default, unless ``CRONMAN_LOCK_BACKEND`` names another backend."""
+    return PidfileBackend(data_dir) if conf.get("CRONMAN_LOCK_BACKEND") in (None, "pidfile") else None
 
 
 __all__ = ["PidfileBackend", "PidfileLock", "cronman_lock_backend"]

@@ -27,17 +27,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cronman.plugins.redis")
 
 
+def redis_locks() -> bool:
+    """``CRONMAN_LOCK_BACKEND = "redis"``, or when that is unset django-cronman's ``CRONMAN_REDIS_LOCKS``."""
+    chosen = conf.get("CRONMAN_LOCK_BACKEND")
+    return chosen == "redis" if chosen is not None else bool(conf.get("CRONMAN_REDIS_LOCKS"))
+
+
 def plugin_enabled() -> bool:
     return bool(
         apps.is_installed("cronman_plugins.redis")
         or conf.get("CRONMAN_REMOTE_MANAGER_ENABLED")
-        or conf.get("CRONMAN_REDIS_LOCKS")
+        or redis_locks()
     )
 
 
 @hookimpl
 def cronman_lock_backend(data_dir: Path) -> LockBackend | None:
-    if not conf.get("CRONMAN_REDIS_LOCKS"):
+    if not redis_locks():
         return None
     from cronman_plugins.redis.locks import RedisLockBackend
 

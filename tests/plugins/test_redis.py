@@ -102,6 +102,26 @@ def test_redis_locks_setting_makes_it_the_lock_backend(redis_server: RedisServer
     assert isinstance(pm.hook.cronman_lock_backend(data_dir=Path(settings.CRONMAN_DATA_DIR)), RedisLockBackend)
 
 
+@pytest.mark.parametrize(
+    ("chosen", "redis_locks", "expected"),
+    [("redis", False, "RedisLockBackend"), ("pidfile", True, "PidfileBackend"), (None, False, "PidfileBackend")],
+)
+def test_lock_backend_setting_chooses_the_backend_and_redis_locks_is_its_alias(
+    redis_server: RedisServer, settings: Any, chosen: str | None, redis_locks: bool, expected: str
+) -> None:
+    use_server(settings, redis_server.settings(CRONMAN_LOCK_BACKEND=chosen, CRONMAN_REDIS_LOCKS=redis_locks))
+    settings.CRONMAN_PLUGINS = []
+    assert type(build_plugin_manager().lock_backend()).__name__ == expected
+
+
+def test_a_lock_backend_no_plugin_provides_is_one_line(settings: Any) -> None:
+    from cronman_core.errors import UsageError
+
+    settings.CRONMAN_LOCK_BACKEND = "etcd"
+    with pytest.raises(UsageError, match=r"^no lock backend: CRONMAN_LOCK_BACKEND = 'etcd' names no active plugin"):
+        build_plugin_manager().lock_backend()
+
+
 # -- real schedulers and workers ------------------------------------------------------------
 
 
