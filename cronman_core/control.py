@@ -225,11 +225,17 @@ def _wait(victims: list[_Victim], seconds: float) -> None:
         time.sleep(_POLL_INTERVAL)
 
 
-def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEntry]:
+def kill(
+    target: str | None = None, grace: float | None = None, *, everywhere: bool = False, timeout: float = 30.0
+) -> list[WorkerEntry]:
     """SIGTERM matching workers' process groups, SIGKILL those alive after ``grace``.
 
     ``kill <PID>`` of anything but a live cronman worker raises
-    :class:`UsageError`; DEAD records are reported and left alone.
+    :class:`UsageError`; DEAD records are reported and left alone. With
+    ``everywhere``, live runs on other hosts are asked through the lock
+    backend to stop themselves (when it can), and followed for up to
+    ``timeout`` seconds; without it (suspend, remote requests, which each
+    host applies itself) they are only reported.
     """
     backend = get_plugin_manager().lock_backend()
     grace = conf.get("CRONMAN_KILL_GRACE") if grace is None else float(grace)
@@ -239,6 +245,8 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
     local = hostname()
     data_dir = get_data_dir()
     unproven: list[RunRecord] = []
+    asked: list[RunRecord] = []
+    target_is_pid = bool(target and target.isdigit())
     for record, alive in zip(records, liveness(backend, records), strict=True):
         process = verified_process(record) if alive and record.host == local else None
         if process is not None and not proves(data_dir, record):
@@ -247,9 +255,11 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
             process = None
         if process is not None:
             victims.append(_Victim(record, process))
-        # Another host's live worker is reported, never signalled: only its host can prove it.
+        # Another host's live worker is never signalled from here: it is asked to stop itself.
         foreign = alive and record.host != local
         entries[record.run_id] = WorkerEntry(record, JobStatus.ALIVE if foreign else JobStatus.DEAD)
+        if foreign and everywhere and not target_is_pid and backend.request_stop(record):
+            asked.append(record)
     if target and target.isdigit() and not victims:
         why = " (it holds no run lock of its record)" if unproven else ""
         raise UsageError(f"PID {target} is not a running cronman worker{why}; not signalled")
@@ -269,7 +279,27 @@ def kill(target: str | None = None, grace: float | None = None) -> list[WorkerEn
         logger.warning("SIGKILL %s (PID %d)", victim.record.job_spec, victim.process.pid)
         victim.signal(signal.SIGKILL)
     _wait(stubborn, _KILL_SETTLE_SECONDS)
+    _follow_requests(backend, asked, entries, timeout)
     return list(entries.values())
+
+
+def _follow_requests(
+    backend: LockBackend, asked: list[RunRecord], entries: dict[str, WorkerEntry], timeout: float
+) -> None:
+    """Wait for runs asked to stop on other hosts: TERMED once their lock is free, else still ALIVE."""
+    deadline = time.monotonic() + timeout
+    waiting = list(asked)
+    while waiting:
+        waiting = [record for record in waiting if backend.is_held_by(record)]
+        for record in asked:
+            if record not in waiting:
+                entries[record.run_id].status = JobStatus.TERMED
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(_POLL_INTERVAL)
+    for record in waiting:
+        logger.warning("%s on %s (PID %d) was asked to stop and is still running after %.0f s",
+                       record.job_spec, record.host, record.pid, timeout)
 
 
 # -- resume / clean / suspend -----------------------------------------------------

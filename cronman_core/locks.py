@@ -49,6 +49,8 @@ class Lock(ABC):
     fencing_token: int = 0
     #: Called, from another thread, when the backend finds the lock lost while held.
     on_lost: Callable[[], None] | None = None
+    #: Called, from another thread, when someone asked this run to stop (``request_stop``).
+    on_stop_requested: Callable[[], None] | None = None
 
     @abstractmethod
     def release(self, keep_record: bool = False) -> None:
@@ -103,6 +105,16 @@ class LockBackend(ABC):
     @abstractmethod
     def prune_claims(self) -> int:
         """Drop claims whose ttl has passed; return how many."""
+
+    def request_stop(self, record: RunRecord) -> bool:
+        """Ask the run of ``record``, on whatever host, to stop itself; False if this backend cannot.
+
+        The worker learns it from its lock (``Lock.on_stop_requested``) and
+        signals its own process group, so no host signals a process on the
+        word of a store. A backend of one host returns False: its workers are
+        signalled directly, after proving themselves.
+        """
+        return False
 
     def time(self) -> float | None:
         """The shared store's clock (Unix seconds), or None for a store of this host alone.

@@ -48,14 +48,18 @@ class LockLost(CronmanError):
     exit_code = EXIT_LOCK
 
 
-class _OnLockLost:
-    """Stops this run when its lock is lost: SIGTERM to the run's group, SIGKILL after the kill grace."""
+class _SelfStop:
+    """Stops this run from within (its lock was lost, or a stop was asked for through it):
+    SIGTERM to the run's process group, SIGKILL after the kill grace, as ``kill`` does."""
 
     def __init__(self) -> None:
         self.lost = threading.Event()
 
-    def __call__(self) -> None:
+    def lock_lost(self) -> None:
         self.lost.set()
+        self.stop()
+
+    def stop(self) -> None:
         killer = threading.Timer(conf.get("CRONMAN_KILL_GRACE"), signal_own_run, (signal.SIGKILL,))
         killer.daemon = True
         killer.start()
@@ -156,10 +160,12 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
                 run.finish(RunStatus.SKIPPED, reason)
                 pm.job_skipped(run, reason)
                 return EXIT_OK
-    on_lost = _OnLockLost()
-    if lock is not None and key is not None:  # a record's own key guards nothing: never stop for it
-        lock.on_lost = on_lost
-        run.fencing_token = lock.fencing_token
+    self_stop = _SelfStop()
+    if lock is not None:
+        lock.on_stop_requested = self_stop.stop
+        if key is not None:  # a record's own key guards nothing: never stop for losing it
+            lock.on_lost = self_stop.lock_lost
+            run.fencing_token = lock.fencing_token
     keep_record = False
     try:
         with on_stop_signals(_raise_killed):
@@ -168,7 +174,7 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
                 job = job_class(run)
                 job.run(*spec.args, **spec.run_kwargs(pm.reserved_params))
             except JobKilled as killed:
-                if on_lost.lost.is_set():
+                if self_stop.lost.is_set():
                     reason = f"lost its lock {lock.record.key!r} while running; stopped" if lock else "lost its lock"
                     run.finish(RunStatus.LOST_LOCK, reason)
                     pm.job_failed(run, LockLost(reason))

@@ -5,6 +5,7 @@ Keys (under ``CRONMAN_REDIS_PREFIX``)::
     cronman:lock:<key>   the owner's run id (its token), with a TTL the worker renews
     cronman:fence:<key>  the last fencing token handed out for <key>
     cronman:epoch        an id set once per dataset: a new one means Redis lost its data
+    cronman:stop-requests hash run id -> when someone asked that run to stop (its worker polls)
     cronman:records      hash run id -> RunRecord JSON (host, PID, start time)
     cronman:claims       sorted set fire-claim key -> expiry (Redis server time)
     cronman:claim-tokens hash fire-claim key -> the claimer's token
@@ -54,6 +55,7 @@ return 0
 """
 # A lock renewed within its TTL that is gone was lost with Redis's data (a restart without
 # persistence): it is taken again, with its record, unless another worker took it first.
+# 2: renewed, and someone asked this run to stop.
 _RENEW = """
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
@@ -62,12 +64,14 @@ elseif holder or not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) th
   return 0
 end
 if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
+if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then return 2 end
 return 1
 """
 _RELEASE = """
 local owned = redis.call('GET', KEYS[1]) == ARGV[1]
 if owned then redis.call('DEL', KEYS[1]) end
 if ARGV[3] == '1' then redis.call('HDEL', KEYS[2], ARGV[2]) end
+redis.call('HDEL', KEYS[3], ARGV[2])
 return owned and 1 or 0
 """
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
@@ -128,13 +132,14 @@ class RedisLock(Lock):
         backend = self.backend
         lock_key = backend.lock_key(self.record.key)
         renewed_at = time.monotonic()
+        stop_asked = False
         while not self._stop.wait(backend.ttl / 3):
             if time.monotonic() - renewed_at >= backend.ttl:
                 self._lost(f"not renewed for {time.monotonic() - renewed_at:.1f} s (TTL {backend.ttl:g} s)")
                 return
             try:
                 renewed = backend.scripts["renew"](
-                    keys=[lock_key, backend.records_key],
+                    keys=[lock_key, backend.records_key, backend.stop_requests_key],
                     args=[self.token, backend.ttl_ms, self.record.run_id, self.record.to_json()],
                 )
             except rc.errors() as exc:
@@ -144,6 +149,10 @@ class RedisLock(Lock):
                 self._lost("it expired and is free or held by another worker")
                 return
             renewed_at = time.monotonic()
+            if renewed == 2 and not stop_asked and self.on_stop_requested is not None:
+                stop_asked = True
+                logger.warning("run %s of %r: stop requested", self.record.run_id, self.record.key)
+                self.on_stop_requested()
 
     def _lost(self, why: str) -> None:
         logger.error("lock %r lost: %s", self.record.key, why)
@@ -162,7 +171,7 @@ class RedisLock(Lock):
         backend = self.backend
         try:
             backend.scripts["release"](
-                keys=[backend.lock_key(self.record.key), backend.records_key],
+                keys=[backend.lock_key(self.record.key), backend.records_key, backend.stop_requests_key],
                 args=[self.token, self.record.run_id, "0" if keep_record else "1"],
             )
         except rc.errors() as exc:
@@ -179,6 +188,7 @@ class RedisLockBackend(LockBackend):
         self.records_key = rc.key("cronman", "records")
         self.claims_key = rc.key("cronman", "claims")
         self.claim_tokens_key = rc.key("cronman", "claim-tokens")
+        self.stop_requests_key = rc.key("cronman", "stop-requests")
         self.scripts: dict[str, Script] = _scripts(self.redis)
 
     @property
@@ -228,6 +238,7 @@ class RedisLockBackend(LockBackend):
     def remove_record(self, record: RunRecord) -> None:
         with rc.reachable():
             self.redis.hdel(self.records_key, record.run_id)
+            self.redis.hdel(self.stop_requests_key, record.run_id)
 
     def claim(self, key: str, ttl: float, token: str = "") -> bool:
         keys = [self.claims_key, self.claim_tokens_key]
@@ -237,6 +248,11 @@ class RedisLockBackend(LockBackend):
     def release_claim(self, key: str, token: str) -> bool:
         with rc.reachable():
             return bool(self.scripts["release_claim"](keys=[self.claims_key, self.claim_tokens_key], args=[key, token]))
+
+    def request_stop(self, record: RunRecord) -> bool:
+        with rc.reachable():
+            self.redis.hset(self.stop_requests_key, record.run_id, repr(time.time()))
+        return True
 
     def time(self) -> float:
         with rc.reachable():

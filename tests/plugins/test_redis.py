@@ -164,22 +164,26 @@ def test_sigkilled_worker_frees_the_cluster_lock_after_the_ttl(tmp_path: Path, r
     assert [(w["status"], w["pid"], w["host"]) for w in status["workers"]] == [("DEAD", worker.pid, "host-a")]
 
 
-def test_records_of_other_hosts_are_shown_not_signalled(tmp_path: Path, redis_server: RedisServer) -> None:
-    shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True)
+def test_a_run_on_another_host_is_asked_to_stop_and_stops_itself(tmp_path: Path, redis_server: RedisServer) -> None:
+    """host-b never signals host-a's process: the worker learns the request at its lock renewal."""
+    shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True, CRONMAN_REDIS_LOCK_TTL=1.5)
     host_a = make_host(tmp_path, shared, "host-a")
     host_b = make_host(tmp_path, shared, "host-b")
-    worker = host_a.popen("cron_worker", "run", "Sleep:60,tag=a")
+    worker = host_a.popen("cron_worker", "run", "Sleep:60,tag=a", start_new_session=True)
     try:
         wait_for(lambda: any(m.get("event") == "start" for m in host_a.read_marks()), timeout=60)
         status = json.loads(host_b.run("cron_worker", "status", "--json").stdout)
         assert [(w["status"], w["pid"], w["host"]) for w in status["workers"]] == [("ALIVE", worker.pid, "host-a")]
         skipped = host_b.run("cron_worker", "run", "Sleep:0,tag=b")
         assert skipped.returncode == 0 and "is held by another worker" in skipped.stderr
-        host_b.run("cron_worker", "kill", "Sleep")
-        assert worker.poll() is None
-        killed = host_a.run("cron_worker", "kill", "Sleep")
+        by_pid = host_b.run("cron_worker", "kill", str(worker.pid))  # a PID names a process of this host only
+        assert by_pid.returncode == 2 and worker.poll() is None
+        killed = host_b.run("cron_worker", "kill", "Sleep", "--timeout", "20")
         assert killed.returncode == 0, killed.stderr
-        assert worker.wait(timeout=30) != 0
+        assert [(r.split("\t")[0], r.split("\t")[2]) for r in killed.stdout.splitlines()[:-1]] == [("TERMED", "host-a")]
+        assert worker.wait(timeout=30) == 128 + signal.SIGTERM
+        _out, err = worker.communicate()
+        assert "stop requested" in err and "killed by signal 15" in err
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -35,6 +35,10 @@ class Command(CronmanCommand):
         status.add_argument("--json", action="store_true", help="machine-readable output")
         kill = sub.add_parser("kill", help="SIGTERM, then SIGKILL, matching workers")
         kill.add_argument("target", nargs="?", metavar="spec|PID")
+        kill.add_argument(
+            "--timeout", type=float, default=30.0, metavar="SECONDS",
+            help="how long to follow runs on other hosts asked to stop (default 30)",
+        )
         resume = sub.add_parser("resume", help="restart killed workers of can_resume jobs")
         resume.add_argument("target", nargs="?", metavar="spec|PID")
         clean = sub.add_parser("clean", help="forget dead workers so resume skips them")
@@ -100,7 +104,7 @@ class Command(CronmanCommand):
         self._entries(entries)
 
     def handle_kill(self, target: str | None = None, **options: Any) -> None:
-        self._entries(control.kill(target))
+        self._entries(control.kill(target, everywhere=True, timeout=options["timeout"]))
 
     def handle_resume(self, target: str | None = None, **options: Any) -> None:
         results = control.resume(target)
