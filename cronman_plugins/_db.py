@@ -3,25 +3,36 @@
 A notifier hook that writes to the database must never fail or hang a job:
 each write runs in its own savepoint (a failure leaves the job's connection
 usable), on PostgreSQL with a ``statement_timeout`` of ``CRONMAN_DB_WRITE_TIMEOUT``
-seconds (default 5; SQLite waits at most its own busy timeout), and a
-database error becomes a warning line instead of an exception (once per
-process for a repeated error, such as a table that ``migrate`` never created).
+seconds (default 5), and a database error becomes a warning line instead
+of an exception (once per process for a repeated error, such as a table
+that ``migrate`` never created).
+
+SQLite answers "database is locked" at once, whatever its busy timeout,
+when a transaction that has read must upgrade to write while another
+process writes: Django's default transactions do just that. Such a write
+is retried, with a growing jittered pause, for up to
+:data:`SQLITE_RETRY_SECONDS`, so concurrent workers lose no history row.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections, transaction
 
 from cronman_core import conf
 
 T = TypeVar("T")
 
 conf.declare(conf.Setting("CRONMAN_DB_WRITE_TIMEOUT", 5.0, conf.seconds(0.0, strict=True)))
+
+#: How long a SQLite write that found the database locked is retried.
+SQLITE_RETRY_SECONDS = 30.0
 
 _reported: set[str] = set()
 
@@ -30,17 +41,29 @@ def guarded_write(
     logger: logging.Logger, what: str, write: Callable[[], T], using: str = DEFAULT_DB_ALIAS
 ) -> T | None:
     """Run ``write()`` in a bounded savepoint; log and return None on a database error."""
-    try:
-        with transaction.atomic(using=using):
-            connection = connections[using]
-            if connection.vendor == "postgresql":
-                timeout = conf.get("CRONMAN_DB_WRITE_TIMEOUT")
-                with connection.cursor() as cursor:
-                    cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
-            return write()
-    except DatabaseError as exc:
-        log_database_error(logger, what, exc)
-        return None
+    connection = connections[using]
+    deadline = time.monotonic() + SQLITE_RETRY_SECONDS
+    pause = 0.01
+    while True:
+        # Inside an outer transaction a retry could only wait for a lock that transaction holds.
+        retryable = connection.vendor == "sqlite" and not connection.in_atomic_block
+        try:
+            with transaction.atomic(using=using):
+                if connection.vendor == "postgresql":
+                    timeout = conf.get("CRONMAN_DB_WRITE_TIMEOUT")
+                    with connection.cursor() as cursor:
+                        cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
+                return write()
+        except OperationalError as exc:
+            if retryable and "database is locked" in str(exc) and time.monotonic() < deadline:
+                time.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 2, 0.5)
+                continue
+            log_database_error(logger, what, exc)
+            return None
+        except DatabaseError as exc:
+            log_database_error(logger, what, exc)
+            return None
 
 
 def log_database_error(logger: logging.Logger, what: str, exc: DatabaseError) -> None:

@@ -45,7 +45,10 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "/static/"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+# Workers write history rows at once: let SQLite wait for its write lock (docs/admin.md).
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3", "OPTIONS": {"timeout": 20}}
+}
 
 # cronman
 CRONMAN_DATA_DIR = str(BASE_DIR / ".cronman")

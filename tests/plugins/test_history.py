@@ -174,3 +174,23 @@ def test_missed_fires_are_one_history_row_whichever_hosts_report_them(tmp_path, 
     assert (row.status, row.job_spec, row.pid) == ("missed", "Noop", 0)
     assert row.started_at == dt.datetime.fromtimestamp(at(7, 15), dt.UTC)
     assert row.exit_reason == "missed 11 fire(s): older than its misfire grace"
+
+
+CONCURRENT_RUNS = """
+from cronman_core.worker import run_job
+for _ in range(10):
+    assert run_job("Noop") == 0
+"""
+
+
+def test_concurrent_runs_on_sqlite_lose_no_history_row(project):
+    """20 worker processes at once, 10 runs each, on SQLite as Django configures it by default
+    (no busy timeout option): "database is locked" must cost no row."""
+    plain = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(project.path / "plain.sqlite3")}}
+    sqlite_project = tasks_support.DbProject(project, plain)
+    sqlite_project.migrate()
+    writers = [sqlite_project.popen("shell", "-c", CONCURRENT_RUNS) for _ in range(20)]
+    outputs = [writer.communicate(timeout=300) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0] * 20, outputs
+    assert not [err for _out, err in outputs if "failed" in err], outputs
+    assert sqlite_project.query("SELECT COUNT(*), SUM(status = 'succeeded') FROM cron_history_cronrun") == [(200, 200)]
