@@ -431,7 +431,7 @@ def test_redis_restarted_empty_between_two_hosts_ticks_fires_nothing_twice(tmp_p
         hosts = [make_host(tmp_path, shared, name, jobs=(("* * * * *", spec),)) for name in names]
         for host in hosts:
             (host.data_dir / "scheduler" / "watermark.json").write_text(
-                json.dumps({"version": 1, "watermark": time.time() - 30})
+                json.dumps({"version": 1, "watermark": time.time() // 60 * 60 - 1})  # this minute's fire is due
             )
         first = hosts[0].run("cron_scheduler", "run")
         assert len(_started_fires(first.stderr, spec)) == 1, first.stderr
