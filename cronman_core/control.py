@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cronman_core import conf
 from cronman_core.datadir import get_data_dir
 from cronman_core.errors import CronmanError, UsageError
+from cronman_core.job import cron_job_registry
 from cronman_core.jobspec import parse
 from cronman_core.locks import LockBackend
 from cronman_core.plugins import get_plugin_manager
@@ -89,9 +90,12 @@ def _matcher(target: str | None) -> Callable[[RunRecord], bool]:
 
 
 def _select(backend: LockBackend, target: str | None) -> list[RunRecord]:
+    """The records ``target`` names; a job name that matches nothing and no registered job is refused."""
     matches = _matcher(target)
     found = [record for record in backend.records() if matches(record)]
     found.sort(key=lambda record: (record.started_at, record.pid))
+    if not found and target and not target.isdigit():
+        cron_job_registry.get(parse(target).name)  # a typo: UnknownJobError with "did you mean"
     return found
 
 

@@ -285,3 +285,10 @@ def test_kill_ends_a_group_member_that_outlives_its_leader(project):
     assert [(r[0], r[1]) for r in _rows(killed)] == [("KILLED", str(worker.pid))]
     worker.wait(timeout=30)
     assert _gone(child)
+
+
+def test_a_misspelled_job_name_is_one_line_with_a_suggestion(project):
+    for action in ("status", "kill", "resume", "clean"):
+        line = _one_error_line(project.run("cron_worker", action, "Slep"))
+        assert line == "Error: unknown cron job 'Slep' (did you mean 'Sleep'?)", (action, line)
+    assert _rows(project.run("cron_worker", "status", "Sleep")) == []  # known, nothing running: no error
