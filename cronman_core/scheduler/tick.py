@@ -288,6 +288,14 @@ class Scheduler:
         logger.debug("pruned %d expired fire claim(s)", removed)
         return now
 
+    def describe(self) -> str:
+        """One line of what this scheduler runs with: entries, zone, data dir, lock backend, spawner."""
+        entries = len(list(self.pm.schedule()))
+        backend = type(self.pm.lock_backend()).__name__
+        spawner = type(self.pm.spawner()).__name__
+        return (f"{entries} schedule entries, time zone {self.zone_name}, data dir {self.state.dir.parent}, "
+                f"lock backend {backend}, spawner {spawner}")
+
     def held_until(self) -> float | None:
         """See :func:`~cronman_core.scheduler.decide.held_until`, for this scheduler's state and clock."""
         return held_until(self.state.read_watermark().value, self.clock.time())

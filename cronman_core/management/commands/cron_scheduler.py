@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import threading
 from typing import Any
 
@@ -15,6 +17,8 @@ from cronman_core.management.base import CronmanCommand
 from cronman_core.scheduler.daemon import run_daemon, stop_on_signals
 from cronman_core.scheduler.tick import Scheduler
 from cronman_core.switch import SchedulerSwitch
+
+logger = logging.getLogger("cronman.scheduler")
 
 #: ``next N`` lists at most this many fire times per entry: enough to read, bounded in time.
 MAX_NEXT = 1000
@@ -59,6 +63,7 @@ class Command(CronmanCommand):
 
     def handle_daemon(self, **options: Any) -> None:
         scheduler = Scheduler()
+        logger.info("scheduler daemon starting (PID %d): %s", os.getpid(), scheduler.describe())
         stop = threading.Event()
         with stop_on_signals(stop):
             run_daemon(scheduler, stop)
