@@ -122,6 +122,17 @@ def test_next_lists_fire_times_in_the_scheduler_time_zone(project: CronmanProjec
     assert lines[5:] == ["Noop  [0 0 30 2 *]  (" + lines[5].split("(")[1], "  never"]
 
 
+def test_next_marks_entries_that_cannot_run(project: CronmanProject) -> None:
+    use_schedule(project, ("@hourly", "Slep:1"), ("@hourly", "Hello:a,b,c"), ("@hourly", "Noop"))
+    result = project.run("cron_scheduler", "next", "1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1:3] == ["Slep:1  [@hourly]  (" + lines[1].split("(")[1],
+                          "  cannot run: unknown cron job 'Slep' (did you mean 'Sleep'?)"]
+    assert lines[4].startswith("  cannot run: params of 'Hello:a,b,c' do not fit Hello.run()")
+    assert lines[5].startswith("Noop  [@hourly]") and lines[6].startswith("  20")
+
+
 @pytest.mark.parametrize(
     "args, settings, message",
     [

@@ -94,9 +94,15 @@ class Command(CronmanCommand):
                 "and do not fire again, so nothing fires before then."
             )
         for entry, instants in rows:
-            self.stdout.write(f"{entry.job_spec}  [{' '.join(entry.time_spec.split())}]  ({entry.source})")
+            spec = entry.job_spec if entry.job_spec.isprintable() else repr(entry.job_spec)
+            self.stdout.write(f"{spec}  [{' '.join(entry.time_spec.split())}]  ({entry.source})")
             if isinstance(instants, str):
                 self.stdout.write(f"  error: {instants}")
+                continue
+            try:
+                scheduler.pm.resolve(entry.job_spec)
+            except UsageError as exc:  # the tick skips it too (see manage.py check)
+                self.stdout.write(f"  cannot run: {exc}")
                 continue
             if not instants:
                 self.stdout.write("  never")
