@@ -179,7 +179,7 @@ def test_a_damaged_run_record_is_set_aside_and_the_others_listed(tmp_path, setti
     apply(path, kind, how, victim.to_json().encode(), lambda i, v: json.dumps(swap_field(values, i, v)).encode())
     valid = kind in MAYBE_VALID and record_is_valid(path.read_bytes(), name)
 
-    for args in (("status",), ("clean",), ("resume",), ("kill", "Nope"), ("status", "--json")):
+    for args in (("status",), ("clean",), ("resume",), ("kill", "Sleep"), ("status", "--json")):
         code, out = command("cron_worker", *args)
         assert code == 0, (args, out)
     assert "Good" in out and good.run_id in out
