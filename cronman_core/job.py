@@ -64,6 +64,8 @@ class JobRun:
     resumed: bool = False
     #: The lock's fencing token (None without a lock): pass it to stores that can fence.
     fencing_token: int | None = None
+    #: The failed run's traceback (its last 10,000 characters); ``error`` is its last line.
+    traceback: str | None = None
 
     @property
     def job_name(self) -> str:

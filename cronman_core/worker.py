@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -112,6 +114,13 @@ def _acquire(
     return None
 
 
+def _on_a_terminal() -> bool:
+    try:
+        return os.isatty(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _raise_killed(signum: int, frame: FrameType | None) -> None:
     raise JobKilled(signum)
 
@@ -189,6 +198,7 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
                 return 128 + killed.signum
             except Exception as exc:
                 text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                run.traceback = "".join(traceback.format_exception(exc))[-ERROR_TEXT_LIMIT:]
                 run.finish(RunStatus.FAILED, text[:ERROR_TEXT_LIMIT])
                 context = {
                     "job": run.job_name,
@@ -198,7 +208,9 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
                 }
                 pm.report_error(exc, context, run)
                 pm.job_failed(run, exc)
-                logger.error("%s failed: %s", run.job_spec, text, exc_info=conf.debug())
+                # The traceback goes to the run's log (a spawned worker's stderr); a terminal gets one line.
+                logger.error("%s failed: %s", run.job_spec, text,
+                             exc_info=conf.debug() or not _on_a_terminal())
                 return EXIT_FAILED
             run.finish(RunStatus.SUCCEEDED)
             pm.job_succeeded(run)

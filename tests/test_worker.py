@@ -1,7 +1,11 @@
 """``cron_worker run`` / ``info`` as real subprocesses: params, exit codes, signals."""
 
+import contextlib
 import json
+import os
+import pty
 import signal
+import subprocess
 
 import pytest
 
@@ -40,12 +44,28 @@ def test_usage_errors_exit_2_with_one_line_and_run_nothing(project, spec, fragme
     assert project.read_marks() == []
 
 
-def test_a_job_that_raises_exits_1(project):
+def test_a_job_that_raises_exits_1_with_its_traceback_in_the_log(project):
+    """Piped (a spawned worker's log file): the traceback; on a terminal: one line."""
     project.configure(CRONMAN_DISABLED_PLUGINS=["testplugin"])
     result = project.run("cron_worker", "run", "Fail:kaput")
     assert result.returncode == 1
-    assert "RuntimeError: kaput" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Fail:kaput failed: RuntimeError: kaput\nTraceback (most recent call last):" in result.stderr
+    assert 'raise RuntimeError(message)' in result.stderr
+
+    controller, terminal = pty.openpty()
+    try:
+        worker = subprocess.Popen(project.argv("cron_worker", "run", "Fail:kaput"), cwd=project.path,
+                                  env=project.env(), stdout=subprocess.DEVNULL, stderr=terminal)
+        os.close(terminal)
+        assert worker.wait(timeout=60) == 1
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once the worker closed its end
+            while chunk := os.read(controller, 4096):
+                output += chunk
+    finally:
+        os.close(controller)
+    lines = [line for line in output.decode().splitlines() if line.strip()]
+    assert [line for line in lines if "failed" in line] == [lines[-1]] and "Traceback" not in output.decode()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

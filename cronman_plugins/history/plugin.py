@@ -31,7 +31,7 @@ def _fields(run: JobRun) -> dict[str, object]:
         "finished_at": run.finished_at,
         "duration": run.duration,
         "status": run.status,
-        "error": run.error or "",
+        "error": run.traceback or run.error or "",
         "resumed": run.resumed,
     }
 

@@ -104,7 +104,7 @@ def _bar(run: CronRun, start: dt.datetime, now: dt.datetime, tz: dt.tzinfo) -> B
     if run.duration is not None:
         title += f", {run.duration:.1f} s"
     if run.error:
-        title += f"\n{run.error.splitlines()[0]}"
+        title += f"\n{run.error.strip().splitlines()[-1]}"  # a traceback's last line is the error
     width = max(MIN_BAR, (end - begin).total_seconds() * scale)
     return Bar(
         x=min(LABEL_WIDTH + (begin - start).total_seconds() * scale, LABEL_WIDTH + PLOT_WIDTH - width),
