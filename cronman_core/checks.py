@@ -20,7 +20,7 @@ from cronman_core.errors import (
     SettingError,
     UnknownJobError,
 )
-from cronman_core.job import cron_job_registry
+from cronman_core.job import BaseCronJob, cron_job_registry
 from cronman_core.jobspec import bind, parse
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.scheduler.tick import Scheduler
@@ -58,7 +58,7 @@ def check_plugins_and_data_dir(app_configs: Any = None, **kwargs: Any) -> list[E
 
 @register("cronman")
 def check_schedule(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Schedule entries that could never run (cronman.E010-E015, W010), before any tick."""
+    """Schedule entries that could never run (cronman.E010-E015, E017, W010), before any tick."""
     try:
         pm = get_plugin_manager()
     except (PluginError, SettingError):
@@ -112,6 +112,12 @@ def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
         problems.append(Problem("cronman.E014", f"cannot load schedule entries: {exc}",
                                 "Fix CRONMAN_JOBS_MODULE / CRON_JOBS or the plugin that adds entries."))
         return problems
+    for name, job_class in cron_job_registry.items():
+        if job_class.run is BaseCronJob.run:
+            where = f"{job_class.__module__}.{job_class.__qualname__}"
+            problems.append(Problem("cronman.E017", f"cron job {name!r} ({where}) has no run() of its own: "
+                                    "every run of it would fail",
+                                    f"Define run(self, ...) in {job_class.__qualname__}."))
     positions: dict[str, int] = {}
     for entry in entries:
         position = positions[entry.source] = positions.get(entry.source, -1) + 1

@@ -26,7 +26,7 @@ from django.apps import apps
 
 from cronman_core import __version__, conf, hookspecs
 from cronman_core.datadir import get_data_dir
-from cronman_core.errors import PluginError, UsageError
+from cronman_core.errors import CronmanError, PluginError, SettingError, UsageError
 from cronman_core.job import BaseCronJob, JobRun, cron_job_registry
 from cronman_core.jobspec import JobSpec, bind, parse
 from cronman_core.locks import LockBackend
@@ -237,8 +237,13 @@ def _load(
     if pm.is_registered(module):
         return
     enabled = getattr(module, "plugin_enabled", None)
-    if not explicit and callable(enabled) and not enabled():
-        return
+    try:
+        if not explicit and callable(enabled) and not enabled():
+            return
+    except SettingError:
+        raise  # named as a setting (cronman.E003), not as a plugin
+    except CronmanError as exc:  # switched on, but unusable (a missing library, a bad option)
+        raise PluginError(f"cannot enable cronman plugin {name!r} ({source}: {path}): {exc}") from exc
     try:
         pm.register(module, name=name)
         pm.check_pending()

@@ -27,12 +27,14 @@ Raven-cmd wrapping (``CRONMAN_RAVEN_CMD``) is :mod:`cronman_plugins.raven_cmd`.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
 from cronman_core import conf, hookimpl
+from cronman_core.errors import UsageError
 from cronman_core.job import JobRun
 from cronman_core.jobspec import format_spec, parse
 from cronman_core.plugins import get_plugin_manager
@@ -85,6 +87,8 @@ def plugin_enabled() -> bool:
     """On with django-cronman's ``CRONMAN_SENTRY_ENABLED``; a malformed config stops the load."""
     if not conf.get("CRONMAN_SENTRY_ENABLED"):
         return False
+    if importlib.util.find_spec("sentry_sdk") is None:
+        raise UsageError("CRONMAN_SENTRY_ENABLED needs sentry-sdk: pip install sentry-sdk")
     sentry_config()
     return True
 

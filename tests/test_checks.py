@@ -95,3 +95,41 @@ def test_control_characters_in_a_job_spec_are_an_error(schedule_module) -> None:
     assert ids(errors) == ["cronman.E012", "cronman.E012"]
     assert "control character '\\x00' at characters 7-8" in errors[0].msg
     assert "control character '\\n' at characters 6-7" in errors[1].msg
+
+
+def test_a_job_class_without_run_is_an_error(schedule_module) -> None:
+    from cronman_core.job import BaseCronJob, cron_job_registry
+
+    class Forgetful(BaseCronJob):
+        """Its author forgot run()."""
+
+    schedule_module('CRON_JOBS = (("@hourly", "Noop"),)\n')
+    cron_job_registry.register(Forgetful)
+    try:
+        (error,) = [e for e in check_schedule() if e.id == "cronman.E017"]
+    finally:
+        cron_job_registry.unregister("Forgetful")
+    assert error.msg.startswith("cron job 'Forgetful' (tests.test_checks.")
+    assert "has no run() of its own" in error.msg
+    assert error.hint == "Define run(self, ...) in test_a_job_class_without_run_is_an_error.<locals>.Forgetful."
+
+
+def test_sentry_switched_on_without_sentry_sdk_is_a_plugin_error(settings, monkeypatch) -> None:
+    import importlib.util
+
+    from cronman_core.checks import check_plugins_and_data_dir
+    from cronman_core.plugins import reset_plugin_manager
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sentry_sdk" else
+                        real_find_spec(name, *a))
+    settings.CRONMAN_SENTRY_ENABLED = True
+    reset_plugin_manager()
+    try:
+        errors = [e for e in check_plugins_and_data_dir() if e.id == "cronman.E001"]
+    finally:
+        reset_plugin_manager()
+    assert [e.msg for e in errors] == [
+        "cannot enable cronman plugin 'sentry' (builtin: cronman_plugins.sentry): "
+        "CRONMAN_SENTRY_ENABLED needs sentry-sdk: pip install sentry-sdk"
+    ]
