@@ -242,8 +242,8 @@ def _load(
             return
     except SettingError:
         raise  # named as a setting (cronman.E003), not as a plugin
-    except CronmanError as exc:  # switched on, but unusable (a missing library, a bad option)
-        raise PluginError(f"cannot enable cronman plugin {name!r} ({source}: {path}): {exc}") from exc
+    except CronmanError as exc:  # switched on, but unusable (a missing library, a bad option): its own words
+        raise PluginError(str(exc)) from exc
     try:
         pm.register(module, name=name)
         pm.check_pending()

@@ -129,7 +129,4 @@ def test_sentry_switched_on_without_sentry_sdk_is_a_plugin_error(settings, monke
         errors = [e for e in check_plugins_and_data_dir() if e.id == "cronman.E001"]
     finally:
         reset_plugin_manager()
-    assert [e.msg for e in errors] == [
-        "cannot enable cronman plugin 'sentry' (builtin: cronman_plugins.sentry): "
-        "CRONMAN_SENTRY_ENABLED needs sentry-sdk: pip install sentry-sdk"
-    ]
+    assert [e.msg for e in errors] == ["CRONMAN_SENTRY_ENABLED needs sentry-sdk: pip install sentry-sdk"]
