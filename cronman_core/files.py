@@ -100,10 +100,12 @@ def open_or_replace(path: Path, flags: int = os.O_RDWR | os.O_CREAT) -> int:
     return open_regular(path, flags)
 
 
-def write_atomic(path: Path, data: bytes | Iterable[str]) -> None:
+def write_atomic(path: Path, data: bytes | Iterable[str], *, durable: bool = True) -> None:
     """Replace ``path`` whole and durably: temp file (0600), fsync, rename, fsync the dir.
 
     ``data`` may come as text chunks, so a big file is never one big string.
+    ``durable=False`` skips the fsyncs, for what a crash may lose (readers
+    still see the old file or the new one, never a mix).
     A directory in the way is set aside (:func:`set_aside`); the temp file
     never outlives a failure (a full disk leaves nothing behind).
     """
@@ -116,7 +118,8 @@ def write_atomic(path: Path, data: bytes | Iterable[str]) -> None:
             else:
                 with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as f:
                     f.writelines(data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         try:
@@ -128,7 +131,8 @@ def write_atomic(path: Path, data: bytes | Iterable[str]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:

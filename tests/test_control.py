@@ -39,6 +39,14 @@ def _one_error_line(result):
     return lines[0]
 
 
+def _forge_record(project, pid, create_time):
+    """A record of a ``Sleep:60`` run (id ``forged``) naming process ``pid``, as a store writer could."""
+    PidfileBackend(project.data_dir).write_record(
+        RunRecord(key="Sleep", job_spec="Sleep:60", pid=pid, host=hostname(), create_time=create_time,
+                  run_id="forged", started_at="2026-01-01T00:00:00+00:00")
+    )
+
+
 def _worker(project, spec, new_session=False):
     """A worker as the scheduler starts it (own session) or as a shell user would."""
     return project.popen("cron_worker", "run", spec, start_new_session=new_session)
@@ -80,18 +88,7 @@ def test_forged_record_of_a_foreign_process_is_dead_and_never_signalled(project)
     bystander = subprocess.Popen(["sleep", "60"])
     try:
         started = psutil.Process(bystander.pid).create_time()
-        backend = PidfileBackend(project.data_dir)
-        backend.write_record(
-            RunRecord(
-                key="Sleep",
-                job_spec="Sleep:60",
-                pid=bystander.pid,
-                host=hostname(),
-                create_time=started - 1000,  # the worker that wrote it is long gone
-                run_id="forged",
-                started_at="2026-01-01T00:00:00+00:00",
-            )
-        )
+        _forge_record(project, bystander.pid, started - 1000)  # the worker that wrote it is long gone
         rows = _rows(project.run("cron_worker", "status"))
         assert [(r[0], r[1]) for r in rows] == [("DEAD", str(bystander.pid))]
         killed = project.run("cron_worker", "kill")
@@ -114,17 +111,7 @@ def test_a_record_forged_with_the_exact_pid_and_start_time_gets_no_signal(projec
     """
     bystander = subprocess.Popen(["sleep", "60"])
     try:
-        PidfileBackend(project.data_dir).write_record(
-            RunRecord(
-                key="Sleep",
-                job_spec="Sleep:60",
-                pid=bystander.pid,
-                host=hostname(),
-                create_time=psutil.Process(bystander.pid).create_time(),
-                run_id="forged",
-                started_at="2026-01-01T00:00:00+00:00",
-            )
-        )
+        _forge_record(project, bystander.pid, psutil.Process(bystander.pid).create_time())
         killed = project.run("cron_worker", "kill")
         assert killed.returncode == 0
         assert [(r[0], r[1]) for r in _rows(killed)] == [("DEAD", str(bystander.pid))]
