@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
 from django.core.checks import CheckMessage, Error, register
 from django.core.checks import Warning as CheckWarning
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from cronman_core import conf
 from cronman_core.cronexpr import CronExprError, get_zone, parse_cron
@@ -22,6 +27,7 @@ from cronman_core.errors import (
 )
 from cronman_core.job import BaseCronJob, cron_job_registry
 from cronman_core.jobspec import bind, parse
+from cronman_core.pluginapp import CronmanPluginAppConfig
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.scheduler.tick import Scheduler
 
@@ -89,6 +95,38 @@ def check_clock(app_configs: Any = None, **kwargs: Any) -> list[CheckWarning]:
     )]
 
 
+@register("cronman")
+def check_migrations(
+    app_configs: Any = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckWarning]:
+    """Unapplied migrations of cronman's apps (cronman.W030): their rows would fail with "no such table".
+
+    ``migrate`` runs the checks with ``databases`` set, just before it applies
+    them: the warning is left out there (and with ``check --database``).
+    A database that cannot be reached is not this check's business.
+    """
+    if databases is not None:
+        return []
+    labels = {c.label for c in apps.get_app_configs() if isinstance(c, CronmanPluginAppConfig)}
+    if not labels:
+        return []
+    try:
+        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except (DatabaseError, ImproperlyConfigured):
+        return []
+    pending = sorted({migration.app_label for migration, backwards in plan if migration.app_label in labels})
+    count = sum(migration.app_label in labels for migration, backwards in plan)
+    if not pending:
+        return []
+    return [CheckWarning(
+        f"{count} migration(s) of {', '.join(pending)} not applied: run history and Cron Tasks "
+        "cannot be recorded until they are",
+        hint="Run: python manage.py migrate",
+        id="cronman.W030",
+    )]
+
+
 @dataclass(frozen=True)
 class Problem:
     """A schedule problem for ``manage.py check``: check id (``E`` error, ``W`` warning), message, hint."""
@@ -138,8 +176,8 @@ def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
             problems.append(Problem("cronman.E012", f"{where}: {exc}",
                                     "Write the job spec as Name or Name:value,key=value."))
             continue
-        except UnknownJobError:
-            problems.append(Problem("cronman.E011", f"{where}: unknown cron job {spec.name!r}",
+        except UnknownJobError as exc:
+            problems.append(Problem("cronman.E011", f"{where}: {exc}",
                                     "Register the job class in a cron_jobs module, or fix the name "
                                     "(see manage.py cron_worker info)."))
             continue

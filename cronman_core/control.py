@@ -10,6 +10,7 @@ proven worker is ever signalled.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
 import signal
@@ -122,6 +123,20 @@ def status(target: str | None = None) -> list[WorkerEntry]:
         WorkerEntry(record, JobStatus.ALIVE if alive else JobStatus.DEAD)
         for record, alive in zip(records, liveness(backend, records), strict=True)
     ]
+
+
+def where_records() -> str:
+    """Where ``status`` looked, and, for the default data dir, why another user's runs are not there."""
+    backend = get_plugin_manager().lock_backend()
+    note = f"read {backend.describe()}"
+    if backend.in_data_dir and not conf.get("CRONMAN_DATA_DIR"):
+        note += (
+            f"; CRONMAN_DATA_DIR is not set, so that is the default data dir of user {getpass.getuser()} "
+            f"with settings {os.environ.get('DJANGO_SETTINGS_MODULE') or '(none)'}: workers started by "
+            "another user or with other settings record their runs elsewhere. Set CRONMAN_DATA_DIR "
+            "to one path for all of them (docs/deploying.md)."
+        )
+    return note
 
 
 def totals(entries: Iterable[WorkerEntry]) -> dict[str, int]:

@@ -23,13 +23,23 @@ def run_params(job_class: type[BaseCronJob]) -> list[dict[str, Any]]:
     ]
 
 
+def own_doc(job_class: type[BaseCronJob]) -> str:
+    """The job's docstring, or its own base class's: never ``BaseCronJob``'s, which says nothing of the job."""
+    for cls in job_class.__mro__:
+        if cls is BaseCronJob:
+            break
+        if cls.__dict__.get("__doc__"):
+            return inspect.cleandoc(cls.__dict__["__doc__"])
+    return ""
+
+
 def job_info(name: str) -> dict[str, Any]:
     job_class = cron_job_registry.get(name)
     return {
         "name": name,
         "class": f"{job_class.__module__}.{job_class.__qualname__}",
-        "doc": inspect.getdoc(job_class) or "",
-        "run_doc": inspect.getdoc(job_class.run) if job_class.run is not BaseCronJob.run else "",
+        "doc": own_doc(job_class),
+        "run_doc": inspect.cleandoc(job_class.run.__doc__ or "") if job_class.run is not BaseCronJob.run else "",
         "signature": str(inspect.signature(job_class.run)).replace("(self, ", "(").replace("(self)", "()"),
         "params": run_params(job_class),
         "lock_type": job_class.lock_type,

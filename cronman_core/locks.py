@@ -16,7 +16,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from cronman_core.records import RunRecord
 
@@ -64,6 +64,9 @@ class Lock(ABC):
 class LockBackend(ABC):
     """Worker locks, the records beside them, and exactly-once fire claims."""
 
+    #: Whether the records are in the data dir (this host, this user and settings) rather than a shared store.
+    in_data_dir: ClassVar[bool] = False
+
     @abstractmethod
     def acquire(self, key: str, record: RunRecord) -> Lock | None:
         """Take the lock ``key`` for ``record``'s process; None when it is held."""
@@ -105,6 +108,10 @@ class LockBackend(ABC):
     @abstractmethod
     def prune_claims(self) -> int:
         """Drop claims whose ttl has passed; return how many."""
+
+    def describe(self) -> str:
+        """Where this backend keeps its records, for operators (``status``, the daemon's start-up line)."""
+        return type(self).__name__
 
     def request_stop(self, record: RunRecord) -> bool:
         """Ask the run of ``record``, on whatever host, to stop itself; False if this backend cannot.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -35,6 +36,9 @@ conf.declare(conf.Setting("CRONMAN_DB_WRITE_TIMEOUT", 5.0, conf.seconds(0.0, str
 SQLITE_RETRY_SECONDS = 30.0
 
 _reported: set[str] = set()
+
+#: A table that ``migrate`` never created: SQLite, PostgreSQL, MySQL/MariaDB wording.
+MISSING_TABLE = re.compile(r"no such table|relation .* does not exist|Table .* doesn't exist")
 
 
 def guarded_write(
@@ -69,6 +73,8 @@ def guarded_write(
 def log_database_error(logger: logging.Logger, what: str, exc: DatabaseError) -> None:
     """One warning line per distinct error and process; repeats go to debug (no log flood)."""
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if MISSING_TABLE.search(first_line):
+        first_line += " (run: python manage.py migrate)"
     level = logging.DEBUG if first_line in _reported else logging.WARNING
     _reported.add(first_line)
     logger.log(level, "%s failed: %s", what, first_line)

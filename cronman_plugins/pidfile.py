@@ -84,11 +84,16 @@ class PidfileLock(Lock):
 class PidfileBackend(LockBackend):
     """Locks, records and claims as files in one private directory of this host."""
 
+    in_data_dir = True
+
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self.locks_dir = private_subdir(self.data_dir, "locks")
         self.records_dir = private_subdir(self.data_dir, "records")
         self.claims_dir = private_subdir(self.data_dir, "claims")
+
+    def describe(self) -> str:
+        return f"pidfile records in {self.records_dir}"
 
     # -- locks -----------------------------------------------------------------
 

@@ -32,7 +32,7 @@ def test_each_problem_has_its_id_source_and_hint(schedule_module) -> None:
     assert ids(errors) == ["cronman.E010", "cronman.E010", "cronman.E011", "cronman.E012", "cronman.E013"]
     by_id = {e.id: e for e in errors}
     assert "CRON_JOBS[0]" in errors[0].msg and "out of range 0-59" in errors[0].msg
-    assert "unknown cron job 'Nope'" in by_id["cronman.E011"].msg
+    assert "unknown cron job 'Nope' (did you mean 'Noop'?)" in by_id["cronman.E011"].msg
     assert "unbalanced quotes" in by_id["cronman.E012"].msg
     assert "do not fit Hello.run()" in by_id["cronman.E013"].msg
     assert all(e.hint for e in errors)
@@ -130,3 +130,35 @@ def test_sentry_switched_on_without_sentry_sdk_is_a_plugin_error(settings, monke
     finally:
         reset_plugin_manager()
     assert [e.msg for e in errors] == ["CRONMAN_SENTRY_ENABLED needs sentry-sdk: pip install sentry-sdk"]
+
+
+def test_plugin_apps_without_cronman_core_are_e018(project: CronmanProject) -> None:
+    from tests import settings as base
+
+    apps = [app for app in base.INSTALLED_APPS if app != "cronman_core"]
+    project.configure(INSTALLED_APPS=apps)
+    result = project.run("check")
+    assert result.returncode == 1, result.stderr
+    assert ("(cronman.E018) cronman_plugins.history, cronman_plugins.tasks are installed without cronman_core"
+            in result.stderr)
+    assert 'HINT: Add "cronman_core" to INSTALLED_APPS.' in result.stderr
+    project.configure()
+    assert "cronman.E018" not in project.run("check").stderr
+
+
+def test_unapplied_migrations_are_w030_and_migrate_itself_does_not_warn(project: CronmanProject) -> None:
+    fresh = project.path / "fresh.sqlite3"
+    env = {"CRONMAN_TEST_DB": str(fresh)}
+    before = project.run("check", env=env)
+    assert before.returncode == 0, before.stderr  # a warning: a pipeline's check before migrate passes
+    assert "(cronman.W030)" in before.stderr and "of cron, cron_history not applied" in before.stderr
+    assert "HINT: Run: python manage.py migrate" in before.stderr
+    migrate = project.run("migrate", env=env)
+    assert migrate.returncode == 0 and "cronman.W030" not in migrate.stdout + migrate.stderr
+    assert "cronman.W030" not in project.run("check", env=env).stderr
+
+
+def test_a_history_write_to_a_missing_table_says_migrate(project: CronmanProject) -> None:
+    result = project.run("cron_worker", "run", "Noop", env={"CRONMAN_TEST_DB": str(project.path / "none.sqlite3")})
+    assert result.returncode == 0, result.stderr  # the job ran; its row could not be written
+    assert "no such table: cron_history_cronrun (run: python manage.py migrate)" in result.stderr

@@ -235,6 +235,21 @@ def test_default_data_dir_is_created_private(project, tmp_path):
     assert result.returncode == 0, result.stderr
     data_dir = state / "cronman" / project.settings_module
     assert data_dir.is_dir() and data_dir.stat().st_mode & 0o777 == 0o700
+    # nothing listed: status says where it looked, and why another user's runs are not there
+    assert f"read pidfile records in {data_dir}/records; CRONMAN_DATA_DIR is not set" in result.stderr
+    assert f"with settings {project.settings_module}: workers started by another user" in result.stderr
+
+
+def test_status_says_where_it_read_when_it_lists_nothing(project):
+    result = project.run("cron_worker", "status")
+    assert result.stdout.splitlines()[-1] == "Total: 0"
+    assert result.stderr == f"(read pidfile records in {project.data_dir}/records)\n"
+
+
+def test_djangos_options_work_after_the_action(project):
+    result = project.run("cron_worker", "status", "--settings", project.settings_module, "-v", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "Total: 0"
 
 
 def test_a_symlinked_directory_in_the_data_dir_is_refused(project, tmp_path):

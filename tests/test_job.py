@@ -39,3 +39,21 @@ def test_duplicate_name_for_another_class_is_refused():
 def test_only_job_classes_register():
     with pytest.raises(TypeError):
         CronJobRegistry().register(object)  # type: ignore[arg-type]
+
+
+class Documented(BaseCronJob):
+    """A project's base job: its docstring describes its subclasses too."""
+
+
+class Undocumented(Documented):
+    def run(self):
+        pass
+
+
+def test_info_never_shows_basecronjobs_docstring():
+    from cronman_core.info import own_doc
+
+    assert own_doc(A) == ""  # no docstring of its own: not BaseCronJob's either
+    assert own_doc(Undocumented) == "A project's base job: its docstring describes its subclasses too."
+    registry_run_doc = A.run.__doc__
+    assert registry_run_doc is None

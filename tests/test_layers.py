@@ -26,7 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "cronman_core.jobspec", "cronman_core.job", "cronman_core.locks", "cronman_core.spawners",
         "cronman_core.switch", "cronman_core.schedule", "cronman_core.info",
     ),
-    "plugin system": ("cronman_core.hookspecs", "cronman_core.plugins"),
+    "plugin system": ("cronman_core.hookspecs", "cronman_core.plugins", "cronman_core.pluginapp"),
     "engines": (
         "cronman_core.worker", "cronman_core.spawn", "cronman_core.control", "cronman_core.scheduler",
         "cronman_core.scheduler.decide", "cronman_core.scheduler.state", "cronman_core.scheduler.tick",

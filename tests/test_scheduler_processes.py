@@ -72,7 +72,8 @@ def test_daemon_fires_due_job_and_exits_0_on_sigterm(project: CronmanProject) ->
     assert "Traceback" not in err
     assert "finishing the tick and exiting" in err
     assert (f"scheduler daemon starting (PID {daemon.pid}): 1 schedule entries, time zone UTC, "
-            f"data dir {project.data_dir}, lock backend PidfileBackend, spawner LocalSpawner") in err
+            f"data dir {project.data_dir}, lock backend pidfile records in {project.data_dir}/records, "
+            "spawner LocalSpawner") in err
 
 
 def test_disabled_ticks_spawn_nothing_and_advance_the_watermark(project: CronmanProject) -> None:

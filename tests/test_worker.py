@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import signal
 import subprocess
 
@@ -79,6 +80,18 @@ def test_signal_gives_killed_notification_and_clean_exit(project, signum):
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert events == ["started", "killed"]
     assert not any(m.get("event") == "end" for m in project.read_marks())
+
+
+def test_without_logging_settings_messages_have_a_level_and_a_source(project):
+    """A project whose LOGGING configures nothing still gets readable cronman lines (INFO and up)."""
+    project.configure(LOGGING={}, CRONMAN_DISABLED_PLUGINS=["testplugin"])
+    result = project.run("cron_worker", "run", "Fail:kaput")
+    assert result.returncode == 1
+    assert re.search(r"^\d{4}-\d\d-\d\d [\d:,]+ ERROR cronman.worker: Fail:kaput failed: RuntimeError: kaput$",
+                     result.stderr, re.M), result.stderr
+    project.configure(LOGGING={"version": 1, "handlers": {"h": {"class": "logging.NullHandler"}},
+                               "loggers": {"cronman": {"handlers": ["h"]}}})
+    assert project.run("cron_worker", "run", "Fail:kaput").stderr == ""  # what the project set, exactly
 
 
 def test_info_lists_jobs_and_shows_one(project):

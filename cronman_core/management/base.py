@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import copy
 import logging
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from cronman_core import conf
 from cronman_core.errors import CronmanError
 from cronman_core.plugins import get_plugin_manager
 
 logger = logging.getLogger("cronman.command")
+
+#: Django's options of every command (``BaseCommand.create_parser``), by their ``dest``.
+DJANGO_OPTIONS = frozenset({"verbosity", "settings", "pythonpath", "traceback", "no_color", "force_color"})
 
 
 class CronmanCommand(BaseCommand):
@@ -26,6 +31,24 @@ class CronmanCommand(BaseCommand):
     """
 
     requires_system_checks: list[str] = []
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        """Django's own options (``--settings``, ``-v``...) are accepted after the action too.
+
+        ``cron_worker status --settings proj.prod`` is how operators type it;
+        argparse would hand those options to the action's sub-parser, which
+        knew none of them.
+        """
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        shared = [a for a in parser._actions if a.option_strings and a.dest in DJANGO_OPTIONS]
+        for group in parser._actions:
+            if isinstance(group, argparse._SubParsersAction):
+                for sub in group.choices.values():
+                    for action in shared:
+                        own = copy.copy(action)
+                        own.default = argparse.SUPPRESS  # given before the action: keep that value
+                        sub._add_action(own)
+        return parser
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:

@@ -291,7 +291,7 @@ class Scheduler:
     def describe(self) -> str:
         """One line of what this scheduler runs with: entries, zone, data dir, lock backend, spawner."""
         entries = len(list(self.pm.schedule()))
-        backend = type(self.pm.lock_backend()).__name__
+        backend = self.pm.lock_backend().describe()
         spawner = type(self.pm.spawner()).__name__
         return (f"{entries} schedule entries, time zone {self.zone_name}, data dir {self.state.dir.parent}, "
                 f"lock backend {backend}, spawner {spawner}")

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from cronman_core.pluginapp import CronmanPluginAppConfig
 
 
-class CronHistoryConfig(AppConfig):
+class CronHistoryConfig(CronmanPluginAppConfig):
     name = "cronman_plugins.history"
     label = "cron_history"
     verbose_name = "Cron history"

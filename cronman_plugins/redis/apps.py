@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from cronman_core.pluginapp import CronmanPluginAppConfig
 
 
-class CronmanRedisConfig(AppConfig):
+class CronmanRedisConfig(CronmanPluginAppConfig):
     """Provides ``cron_remote_manager``; being installed switches the built-in ``redis`` plugin on."""
 
     name = "cronman_plugins.redis"

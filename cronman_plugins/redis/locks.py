@@ -191,6 +191,9 @@ class RedisLockBackend(LockBackend):
         self.stop_requests_key = rc.key("cronman", "stop-requests")
         self.scripts: dict[str, Script] = _scripts(self.redis)
 
+    def describe(self) -> str:
+        return f"Redis records at {rc.address()} under {self.records_key!r} (every host)"
+
     @property
     def ttl_ms(self) -> int:
         return max(1, int(self.ttl * 1000))

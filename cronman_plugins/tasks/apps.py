@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from cronman_core.pluginapp import CronmanPluginAppConfig
 
 
-class CronTasksConfig(AppConfig):
+class CronTasksConfig(CronmanPluginAppConfig):
     """The label ``cron`` keeps django-cronman's "Admin > Cron > Cron Tasks"."""
 
     name = "cronman_plugins.tasks"
@@ -13,4 +13,5 @@ class CronTasksConfig(AppConfig):
     cronman_plugin = "cronman_plugins.tasks.plugin"
 
     def ready(self) -> None:
+        super().ready()
         from cronman_plugins.tasks import checks  # noqa: F401  (registers the checks)

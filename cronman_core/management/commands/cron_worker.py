@@ -102,6 +102,8 @@ class Command(CronmanCommand):
             return
         self.stdout.write("STATUS\tPID\tHOST\tSTARTED\tNAME\tJOB SPEC")
         self._entries(entries)
+        if not entries:
+            self.stderr.write(f"({control.where_records()})")
 
     def handle_kill(self, target: str | None = None, **options: Any) -> None:
         self._entries(control.kill(target, everywhere=True, timeout=options["timeout"]))
