@@ -67,7 +67,7 @@ def check_settings(extra: str) -> None:
     plugin stops the load with one line instead of failing at every ping.
     """
     if importlib.util.find_spec("requests") is None:
-        raise UsageError(f"the {extra} plugin needs requests: pip install 'cronman[{extra}]'")
+        raise UsageError(f"the {extra} plugin needs requests: pip install requests")
     _timeout()
     _budget()
 

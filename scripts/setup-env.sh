@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Create (or refresh) .venv with cronman, every extra and the test plugin.
-# Idempotent: reinstalls only when pyproject.toml files changed.
+# Idempotent: reinstalls only when pyproject.toml files changed. Quiet: one
+# line on stdout; pip's output goes to .venv/setup.log, shown only on failure.
+# VENV=path uses another virtualenv (the example test shares the repo's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
 fi
-stamp=.venv/.cronman-installed
+stamp=$VENV/.cronman-installed
+log=$VENV/setup.log
 want=$(cat pyproject.toml tests/plugin_pkg/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install -q -e ".[dev,cronitor,healthchecks,redis,sentry,celery,postgres]" -e tests/plugin_pkg \
-    2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c "import cronman_core, cronman_testplugin, django, pluggy"
+  echo "Setting up $VENV: cronman with every extra (pip log: $log)"
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip \
+         && "$VENV/bin/python" -m pip install -e ".[dev,cronitor,healthchecks,redis,sentry,celery,postgres]" \
+              -e tests/plugin_pkg \
+         && "$VENV/bin/python" -c "import cronman_core, cronman_testplugin, django, pluggy"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "setup failed: see $log" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi

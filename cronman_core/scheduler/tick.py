@@ -235,9 +235,13 @@ class Scheduler:
                 claims.confirm(backend)
             except CronmanError as exc:  # the worker confirms them too as it starts
                 logger.warning("cannot confirm the fire claims of %s: %s", run.entry.job_spec, exc)
+            caught_up = len(run.slots) - 1
             logger.info(
-                "started %s for %s (%d slot(s), %.3f s after its time)",
-                run.entry.job_spec, _fmt(run.fire_time, self.tz), len(claims.keys), late,
+                "started %s for its %s fire%s (%.3f s after that time)",
+                run.entry.job_spec, _fmt(run.fire_time, self.tz),
+                f", catching up {caught_up} earlier fire(s) from {_fmt(run.slots[0], self.tz)} in this one run"
+                if caught_up else "",
+                late,
             )
 
     def _release(self, backend: LockBackend, claims: FireClaims, run: Due) -> None:

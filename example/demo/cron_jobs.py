@@ -8,8 +8,13 @@ from cronman_core.utils import bool_param, is_cron_process_resumed
 
 
 class HelloWorld(BaseCronJob):
-    """Say hello to someone, optionally taking a nap."""
+    """Say hello to someone, optionally taking a nap.
 
+    Its lock is per params: the every-minute greeting, the hourly one and a
+    run requested from the admin never skip one another.
+    """
+
+    lock_type = LockType.PARAMS
     run_as_task = True
 
     def run(self, what="world", sleep=None):
@@ -34,6 +39,14 @@ class Report(BaseCronJob):
         )
 
 
+class Export(BaseCronJob):
+    """Export everything; one export at a time (a class lock), so a second one is skipped."""
+
+    def run(self, sleep="0"):
+        self.logger.info("exporting (fencing token %s)", self.context.fencing_token if self.context else "-")
+        time.sleep(float(sleep))
+
+
 class Flaky(BaseCronJob):
     """Fail on purpose, to show how failures are reported."""
 
@@ -41,5 +54,5 @@ class Flaky(BaseCronJob):
         raise RuntimeError("the demo job failed on purpose")
 
 
-for job in (HelloWorld, Report, Flaky):
+for job in (HelloWorld, Report, Export, Flaky):
     cron_job_registry.register(job)
