@@ -50,6 +50,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "cronman_plugins.sentry",
     "cronman_plugins.raven_cmd",
     "cronman_plugins.redis.plugin",
+    "cronman_plugins.database.plugin",
     "cronman_plugins.celery",
 )
 

@@ -16,16 +16,14 @@ import pytest
 from cronman_core.plugins import build_plugin_manager
 from cronman_core.testing import CronmanProject, LockBackendContract
 from cronman_plugins.redis.locks import RedisLockBackend
-from tests import settings as test_settings
-from tests.conftest import REPO, wait_for
+from tests.conftest import wait_for
 from tests.plugins.conftest import registered_times
+from tests.support import cluster
+from tests.support.cluster import NEVER, started_fires
 from tests.support.redis_server import RedisServer, free_port, running_redis, wait_gone
 
 pytestmark = pytest.mark.redis
 
-#: The test apps without the database-backed plugins: these projects need no migrations.
-APPS = [app for app in test_settings.INSTALLED_APPS if app not in ("cronman_plugins.tasks", "cronman_plugins.history")]
-NEVER = (("0 0 1 1 *", "Noop"),)
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +36,7 @@ def make_host(
     path: Path, server_settings: dict[str, Any], name: str, jobs: tuple[tuple[str, str], ...] = NEVER, **extra: Any
 ) -> CronmanProject:
     """A project posing as host ``name``: its own data dir and schedule, the shared Redis."""
-    project = CronmanProject(path / name, "tests.settings", pythonpath=[REPO])
-    (project.path / "cronman_test_schedule.py").write_text(f"CRON_JOBS = {jobs!r}\n")
-    project.configure(
-        INSTALLED_APPS=[*APPS, "cronman_plugins.redis"],
-        CRONMAN_HOSTNAME=name,
-        CRONMAN_JOBS_MODULE="cronman_test_schedule",
-        **server_settings,
-        **extra,
-    )
-    return project
+    return cluster.make_host(path, name, ["cronman_plugins.redis"], jobs, **server_settings, **extra)
 
 
 def use_server(settings: Any, server_settings: dict[str, Any]) -> None:
@@ -125,10 +114,6 @@ def test_a_lock_backend_no_plugin_provides_is_one_line(settings: Any) -> None:
 # -- real schedulers and workers ------------------------------------------------------------
 
 
-def _started_fires(stderr: str, job_spec: str) -> list[str]:
-    return re.findall(rf"started {re.escape(job_spec)} for (.+?) \(", stderr)
-
-
 def test_two_hosts_fire_each_slot_once(tmp_path: Path, redis_server: RedisServer) -> None:
     for round_ in range(3):
         shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True)
@@ -140,7 +125,7 @@ def test_two_hosts_fire_each_slot_once(tmp_path: Path, redis_server: RedisServer
         ticks = [host.popen("cron_scheduler", "run") for host in hosts]
         outputs = [tick.communicate(timeout=60) for tick in ticks]
         assert [tick.returncode for tick in ticks] == [0, 0], outputs
-        fires = [fire for _out, err in outputs for fire in _started_fires(err, spec)]
+        fires = [fire for _out, err in outputs for fire in started_fires(err, spec)]
         assert fires and len(fires) == len(set(fires)), outputs
         wait_for(lambda: sum(len(host.read_marks()) for host in hosts) >= len(fires), timeout=60)  # noqa: B023
         assert sum(len(host.read_marks()) for host in hosts) == len(fires)
@@ -434,11 +419,11 @@ def test_redis_restarted_empty_between_two_hosts_ticks_fires_nothing_twice(tmp_p
                 json.dumps({"version": 1, "watermark": time.time() // 60 * 60 - 1})  # this minute's fire is due
             )
         first = hosts[0].run("cron_scheduler", "run")
-        assert len(_started_fires(first.stderr, spec)) == 1, first.stderr
+        assert len(started_fires(first.stderr, spec)) == 1, first.stderr
         server.restart_empty()  # no persistence: host-a's claim is gone
         second = hosts[1].run("cron_scheduler", "run")
         assert second.returncode == 0, second.stderr
-        assert _started_fires(second.stderr, spec) == [], second.stderr
+        assert started_fires(second.stderr, spec) == [], second.stderr
         assert "the lock store lost its data (claims gone), so another host may have run it; missed" in second.stderr
         time.sleep(1.0)
         assert sum(m.get("args") == ["once"] for h in hosts for m in h.read_marks()) == 1

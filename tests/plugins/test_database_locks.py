@@ -1,0 +1,223 @@
+"""The database lock backend on the local PostgreSQL: contract, sessions that die or pause, two hosts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from cronman_core.testing import CronmanProject, LockBackendContract
+from cronman_plugins.database.locks import DatabaseLockBackend, DatabaseUnavailable
+from tests.conftest import wait_for
+from tests.support import cluster
+from tests.support.cluster import started_fires
+from tests.support.redis_server import free_port
+from tests.support.tasks_support import PG, _pg_admin_connection, need
+
+pytestmark = pytest.mark.postgres
+
+TABLES = ("cronman_run_record", "cronman_fence", "cronman_fire_claim", "cronman_stop_request")
+ALIAS = "cronman_locks_test"
+
+
+@pytest.fixture(scope="module")
+def lock_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A PostgreSQL database with the backend's tables, for this module (emptied before each test)."""
+    try:
+        admin = _pg_admin_connection()
+    except Exception as exc:  # psycopg.OperationalError, or psycopg missing
+        need(False, f"PostgreSQL on {PG['HOST']}:{PG['PORT']} is unreachable: {exc}")
+    name = f"cronman_locks_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": name, **PG}}
+    try:
+        project = host(tmp_path_factory.mktemp("migrate"), "migrator", databases)
+        result = project.run("migrate", "cronman_database", "--noinput", "-v", "0")
+        assert result.returncode == 0, result.stderr
+        yield databases
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def sql(databases: dict[str, Any], statement: str, *params: Any) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(host=PG["HOST"], port=PG["PORT"], user=PG["USER"], dbname=databases["default"]["NAME"],
+                         autocommit=True) as connection:
+        cursor = connection.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+@pytest.fixture
+def databases(lock_database: dict[str, Any]) -> dict[str, Any]:
+    sql(lock_database, f"TRUNCATE {', '.join(TABLES)}")
+    return lock_database
+
+
+def host(path: Path, name: str, databases: dict[str, Any], jobs: tuple[tuple[str, str], ...] = cluster.NEVER,
+         **settings: Any) -> CronmanProject:
+    return cluster.make_host(path, name, ["cronman_plugins.database"], jobs, DATABASES=databases,
+                             CRONMAN_LOCK_BACKEND="database", **settings)
+
+
+def marks_of(project: CronmanProject, tag: str, event: str = "start") -> list[dict[str, Any]]:
+    return [m for m in project.read_marks() if m.get("tag") == tag and m.get("event") == event]
+
+
+def lock_sessions(databases: dict[str, Any]) -> list[int]:
+    """PIDs of the server sessions holding an advisory lock in the test database."""
+    return [row[0] for row in sql(databases, "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                                             "WHERE l.locktype = 'advisory' AND d.datname = current_database()")]
+
+
+# -- the backend in this process ------------------------------------------------------------
+
+
+def add_alias(monkeypatch: pytest.MonkeyPatch, alias: str, settings: dict[str, Any]) -> None:
+    """One more entry in this process's DATABASES, for the backend to connect with."""
+    configured = connections.configure_settings({"default": {"ENGINE": "django.db.backends.dummy"},
+                                                 alias: dict(settings)})
+    monkeypatch.setitem(connections.settings, alias, configured[alias])
+
+
+class TestDatabaseContract(LockBackendContract):
+    @pytest.fixture
+    def lock_backend(self, databases: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> DatabaseLockBackend:
+        add_alias(monkeypatch, ALIAS, databases["default"])
+        return DatabaseLockBackend(alias=ALIAS, ttl=3)
+
+    def corrupt_record(self, backend: DatabaseLockBackend) -> None:
+        backend._execute("INSERT INTO cronman_run_record VALUES ('truncated', 'Job', '{\"key\": \"Job\", \"pid\": 12', "
+                         "0, 0)")
+
+
+# -- real workers and schedulers -------------------------------------------------------------
+
+
+def test_a_sigkilled_workers_lock_is_free_at_once(tmp_path: Path, databases: dict[str, Any]) -> None:
+    """The server ends a dead worker's session, and its advisory lock with it: no TTL to wait out."""
+    project = host(tmp_path, "host-a", databases)
+    worker = project.popen("cron_worker", "run", "Sleep:600,tag=first")
+    wait_for(lambda: marks_of(project, "first"), timeout=60)
+    assert len(lock_sessions(databases)) == 1
+    worker.kill()
+    worker.wait()
+    wait_for(lambda: lock_sessions(databases) == [], timeout=10)
+    result = project.run("cron_worker", "run", "Sleep:0,tag=second")
+    assert result.returncode == 0, result.stderr
+    assert [m["tag"] for m in project.read_marks() if m.get("event") == "end"] == ["second"]
+    status = json.loads(project.run("cron_worker", "status", "--json").stdout)
+    assert [(w["status"], w["pid"], w["host"]) for w in status["workers"]] == [("DEAD", worker.pid, "host-a")]
+
+
+def test_a_terminated_session_stops_its_worker_before_the_next_one_runs(
+    tmp_path: Path, databases: dict[str, Any]
+) -> None:
+    project = host(tmp_path, "host-a", databases, CRONMAN_DB_LOCK_TTL=1.5, CRONMAN_KILL_GRACE=2)
+    first = project.popen("cron_worker", "run", "Sleep:60,tag=first", start_new_session=True)
+    wait_for(lambda: marks_of(project, "first"), timeout=60)
+    (session,) = lock_sessions(databases)
+    assert sql(databases, "SELECT pg_terminate_backend(%s)", session) == [(True,)]  # a failover, a DBA
+    _out, err = first.communicate(timeout=30)
+    assert first.returncode == 3, err
+    assert "lock 'Sleep' lost: its database session ended" in err
+    assert "lost its lock 'Sleep' while running; stopped" in err
+    second = project.run("cron_worker", "run", "Sleep:0,tag=second")
+    assert second.returncode == 0, second.stderr
+    tokens = {m["tag"]: m["fencing_token"] for m in project.read_marks() if m.get("event") == "start"}
+    assert tokens["second"] > tokens["first"] > 0
+    assert [m["tag"] for m in project.read_marks() if m.get("event") == "end"] == ["second"]
+
+
+def test_a_worker_paused_past_the_ttl_keeps_its_lock_and_nobody_runs_beside_it(
+    tmp_path: Path, databases: dict[str, Any]
+) -> None:
+    """Unlike a TTL lock, the session outlives the pause: the other run skips, the paused one finishes."""
+    project = host(tmp_path, "host-a", databases, CRONMAN_DB_LOCK_TTL=1.5)
+    first = project.popen("cron_worker", "run", "Sleep:3,tag=first")
+    wait_for(lambda: marks_of(project, "first"), timeout=60)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(4)  # past the TTL: a TTL lock would have expired by now
+        skipped = project.run("cron_worker", "run", "Sleep:0,tag=second")
+        assert skipped.returncode == 0 and "is held by another worker" in skipped.stderr
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _out, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err
+    assert [m["tag"] for m in project.read_marks() if m.get("event") == "end"] == ["first"]
+
+
+def test_another_host_sees_the_run_and_stops_it_through_the_database(
+    tmp_path: Path, databases: dict[str, Any]
+) -> None:
+    host_a = host(tmp_path, "host-a", databases, CRONMAN_DB_LOCK_TTL=1.5)
+    host_b = host(tmp_path, "host-b", databases, CRONMAN_DB_LOCK_TTL=1.5)
+    worker = host_a.popen("cron_worker", "run", "Sleep:60,tag=a", start_new_session=True)
+    try:
+        wait_for(lambda: marks_of(host_a, "a"), timeout=60)
+        status = json.loads(host_b.run("cron_worker", "status", "--json").stdout)
+        assert [(w["status"], w["pid"], w["host"]) for w in status["workers"]] == [("ALIVE", worker.pid, "host-a")]
+        killed = host_b.run("cron_worker", "kill", "Sleep", "--timeout", "20")
+        assert killed.returncode == 0, killed.stderr
+        assert [(r.split("\t")[0], r.split("\t")[2]) for r in killed.stdout.splitlines()[:-1]] == [("TERMED", "host-a")]
+        assert worker.wait(timeout=30) == 128 + signal.SIGTERM
+        assert "stop requested" in worker.communicate()[1]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert sql(databases, "SELECT count(*) FROM cronman_stop_request") == [(0,)]
+
+
+def test_two_hosts_fire_each_slot_once(tmp_path: Path, databases: dict[str, Any]) -> None:
+    spec = "Echo:pg"
+    hosts = [host(tmp_path, name, databases, jobs=(("* * * * *", spec),)) for name in ("host-a", "host-b", "host-c")]
+    ticks = [h.popen("cron_scheduler", "run") for h in hosts]
+    outputs = [tick.communicate(timeout=60) for tick in ticks]
+    assert [tick.returncode for tick in ticks] == [0, 0, 0], outputs
+    fires = [fire for _out, err in outputs for fire in started_fires(err, spec)]
+    assert fires and len(fires) == len(set(fires)), outputs
+    wait_for(lambda: sum(len(h.read_marks()) for h in hosts) >= len(fires), timeout=60)
+    assert sum(len(h.read_marks()) for h in hosts) == len(fires)
+
+
+def test_a_worker_that_cannot_reach_the_database_runs_nothing(tmp_path: Path, databases: dict[str, Any]) -> None:
+    unreachable = {"default": {**databases["default"], "PORT": str(free_port())}}
+    project = host(tmp_path, "host-a", unreachable)
+    result = project.run("cron_worker", "run", "Sleep:0,tag=never")
+    assert result.returncode == 3, result.stderr
+    assert "Sleep:0,tag=never: cannot take lock 'Sleep' (lock database 'default' unreachable:" in result.stderr
+    assert project.read_marks() == []
+
+
+def test_sqlite_is_refused_by_check_as_e030(project: CronmanProject) -> None:
+    project.configure(INSTALLED_APPS=[*cluster.APPS, "cronman_plugins.database"], CRONMAN_LOCK_BACKEND="database")
+    result = project.run("check")
+    assert result.returncode == 1
+    assert '(cronman.E030) CRONMAN_LOCK_BACKEND = "database" on database \'default\' (sqlite)' in result.stderr
+    run = project.run("cron_worker", "run", "Noop")
+    assert run.returncode == 2 and run.stderr.startswith('Error: CRONMAN_LOCK_BACKEND = "database" on database')
+
+
+def test_the_backend_without_its_app_is_one_line(project: CronmanProject) -> None:
+    project.configure(CRONMAN_LOCK_BACKEND="database")
+    result = project.run("cron_worker", "status")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ('Error: CRONMAN_LOCK_BACKEND = "database" needs "cronman_plugins.database" '
+                                     "in INSTALLED_APPS (its tables), then manage.py migrate")
+
+
+def test_database_errors_are_one_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    add_alias(monkeypatch, "nowhere", {"ENGINE": "django.db.backends.postgresql", "NAME": "x", **PG,
+                                       "PORT": str(free_port())})
+    with pytest.raises(DatabaseUnavailable, match="lock database 'nowhere' unreachable"):
+        DatabaseLockBackend(alias="nowhere", ttl=3).claim("fire-x", 60, "token")
