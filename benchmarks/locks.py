@@ -1,9 +1,12 @@
 """Lock backends side by side: acquire + release round trips and fire claims per second.
 
-The pidfile backend (a private tmp data dir) against the Redis backend (its
-own redis-server on a free loopback port, no persistence), interleaved in
-rounds, median per round; the ratio is what to read on a noisy machine.
-Claims are taken with a token and confirmed once, as a tick does.
+The pidfile backend (a private tmp data dir), the Redis backend (its own
+redis-server on a free loopback port, no persistence) and the database
+backend (a throwaway database on the local PostgreSQL, 127.0.0.1:5432),
+interleaved in rounds, median per round; the ratios are what to read on a
+noisy machine. Claims are taken with a token and confirmed once, as a tick
+does. A database lock round trip opens the worker's own session, as every
+worker does.
 
     .venv/bin/python benchmarks/locks.py [--ops 2000] [--rounds 5]
 """
@@ -53,6 +56,24 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     sys.exit("redis-server did not start")
 
 
+PG = {"HOST": "127.0.0.1", "PORT": "5432", "USER": "postgres"}
+
+
+def create_database() -> tuple[str, Callable[[], None]]:
+    """A new PostgreSQL database; returns its name and what drops it."""
+    import psycopg
+
+    admin = psycopg.connect(host=PG["HOST"], port=PG["PORT"], user=PG["USER"], dbname="postgres", autocommit=True)
+    name = f"cronman_bench_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    return name, drop
+
+
 def per_op(ops: int, work: Callable[[int], None]) -> float:
     started = time.perf_counter()
     for i in range(ops):
@@ -69,17 +90,24 @@ def main() -> None:
     data_dir = base / "data"
     data_dir.mkdir(mode=0o700)
     server, port = start_redis(base)
+    database, drop_database = create_database()
     try:
         settings.configure(
-            INSTALLED_APPS=["cronman_core"], CRONMAN_DATA_DIR=str(data_dir), CRONMAN_REDIS_PORT=port,
-            CRONMAN_REDIS_PREFIX="bench:", USE_TZ=True,
+            INSTALLED_APPS=["cronman_core", "cronman_plugins.database"], CRONMAN_DATA_DIR=str(data_dir),
+            CRONMAN_REDIS_PORT=port, CRONMAN_REDIS_PREFIX="bench:", USE_TZ=True,
+            DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": database, **PG}},
         )
         django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", "cronman_database", verbosity=0)
         from cronman_core.testing import LockBackendContract
+        from cronman_plugins.database.locks import DatabaseLockBackend
         from cronman_plugins.pidfile import PidfileBackend
         from cronman_plugins.redis.locks import RedisLockBackend
 
-        backends = {"pidfile": PidfileBackend(data_dir), "redis": RedisLockBackend()}
+        backends = {"pidfile": PidfileBackend(data_dir), "redis": RedisLockBackend(),
+                    "postgresql": DatabaseLockBackend()}
         record = LockBackendContract.make_record("Bench")
         results: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
@@ -98,15 +126,21 @@ def main() -> None:
                 results.setdefault((name, "claim"), []).append(per_op(args.ops, claim))
         print(f"{args.ops} ops x {args.rounds} rounds, median per op (Python {sys.version.split()[0]}, "
               f"{os.cpu_count()} CPUs)")
-        print(f"{'':28} {'pidfile':>12} {'redis':>12} {'redis/pidfile':>14}")
+        names = list(backends)
+        print(f"{'':20}" + "".join(f"{name:>13}" for name in names)
+              + "".join(f"{name + '/pidfile':>20}" for name in names[1:]))
         for what, label in (("lock", "acquire + release"), ("claim", "claim + confirm")):
-            pid = statistics.median(results[("pidfile", what)])
-            red = statistics.median(results[("redis", what)])
-            print(f"{label:28} {pid * 1e6:10.0f} us {red * 1e6:10.0f} us {red / pid:13.2f}x")
-            print(f"{'  per second':28} {1 / pid:12.0f} {1 / red:12.0f}")
+            median = {name: statistics.median(results[(name, what)]) for name in names}
+            print(f"{label:20}" + "".join(f"{median[n] * 1e6:10.0f} us" for n in names)
+                  + "".join(f"{median[n] / median['pidfile']:19.2f}x" for n in names[1:]))
+            print(f"{'  per second':20}" + "".join(f"{1 / median[n]:13.0f}" for n in names))
     finally:
         server.terminate()
         server.wait()
+        from django.db import connections
+
+        connections.close_all()
+        drop_database()
         shutil.rmtree(base, ignore_errors=True)
 
 

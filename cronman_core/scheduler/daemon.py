@@ -13,13 +13,15 @@ from django.db import connections
 
 from cronman_core import conf
 from cronman_core.process import on_stop_signals
-from cronman_core.scheduler.tick import Scheduler, TickResult
+from cronman_core.scheduler.tick import Scheduler
 
 logger = logging.getLogger("cronman.scheduler")
 
 
 #: The daemon never sleeps longer than this, so a wall-clock step is seen at once.
 MAX_SLEEP = 1.0
+#: How often the daemon looks at its lock store's epoch between ticks (``Scheduler.look_at_store_epoch``).
+EPOCH_LOOK = 5.0
 
 
 def run_daemon(scheduler: Scheduler, stop: threading.Event | None = None) -> None:
@@ -38,6 +40,7 @@ def run_daemon(scheduler: Scheduler, stop: threading.Event | None = None) -> Non
     polling = scheduler.pm.has_impl("cronman_requested_runs")
     next_tick = clock.time()  # tick at start: catch up what fell while we were down
     next_poll = next_tick + poll
+    next_look = next_tick + EPOCH_LOOK
     while not stop.is_set():
         now = clock.time()
         if now >= next_tick or next_tick - now > 60.0:  # due, or the clock stepped back
@@ -49,11 +52,14 @@ def run_daemon(scheduler: Scheduler, stop: threading.Event | None = None) -> Non
             _guarded(scheduler, scheduler.poll_requested)
             connections.close_all()
             next_poll = clock.time() + poll
+        elif now >= next_look and next_tick - now > 1.0:
+            scheduler.look_at_store_epoch()
+            next_look = clock.time() + EPOCH_LOOK
         wake = min(next_tick, next_poll) if polling else next_tick
         clock.wait(stop, min(wake - clock.time(), MAX_SLEEP))
 
 
-def _guarded(scheduler: Scheduler, action: Callable[[], TickResult]) -> None:
+def _guarded(scheduler: Scheduler, action: Callable[[], object]) -> None:
     try:
         action()
     except Exception as exc:

@@ -263,6 +263,18 @@ class Scheduler:
             if self._spawn(run, result):
                 logger.info("started requested run %s", run.job_spec)
 
+    def look_at_store_epoch(self) -> None:
+        """Ask the lock store for its epoch between ticks (daemon).
+
+        A store that lost its data starts its new epoch at the first such
+        look, a few seconds after the loss rather than at the next tick, so
+        the fires due in between are not counted as possibly run elsewhere.
+        """
+        try:
+            self.pm.lock_backend().epoch()
+        except CronmanError as exc:
+            logger.debug("no look at the lock store's epoch: %s", exc)
+
     def poll_requested(self) -> TickResult:
         """Between ticks (daemon): start requested runs only, if enabled."""
         result = TickResult(now=self.clock.time(), enabled=self.switch.is_enabled())

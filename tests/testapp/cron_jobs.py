@@ -185,3 +185,31 @@ class WhereAmI(BaseCronJob):
 
 
 cron_job_registry.register(WhereAmI)
+
+
+class SoakRun(BaseCronJob):
+    """A soak entry's run (tests/soak): marks its entry and fencing token; one run per entry at a time."""
+
+    lock_type = LockType.PARAMS
+
+    def run(self, entry):
+        _mark("SoakRun", {"event": "enter", "entry": entry, "token": self.context.fencing_token, "t": time.time()})
+
+
+class SoakLocked(BaseCronJob):
+    """A CLASS-locked soak run: marks its fencing token every 0.1 s for ``seconds``, then its exit."""
+
+    def run(self, entry, seconds="2"):
+        name = type(self).__name__
+        token = self.context.fencing_token
+        _mark(name, {"event": "enter", "entry": entry, "token": token, "t": time.time()})
+        deadline = time.monotonic() + float(seconds)
+        while time.monotonic() < deadline:
+            _mark(name, {"event": "tick", "entry": entry, "token": token, "t": time.time()})
+            time.sleep(0.1)
+        _mark(name, {"event": "exit", "entry": entry, "token": token, "t": time.time()})
+
+
+cron_job_registry.register(SoakRun)
+for _i in range(5):  # five classes: each its own CLASS lock
+    cron_job_registry.register(type(f"SoakLocked{_i}", (SoakLocked,), {"__doc__": SoakLocked.__doc__}))

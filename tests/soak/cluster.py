@@ -1,0 +1,367 @@
+"""The cluster soak: three scheduler hosts in daemon mode on one shared lock store, under chaos.
+
+Each host is a project with its own data dir and ``CRONMAN_HOSTNAME``; all
+share one Redis (a private redis-server) or one PostgreSQL database. The
+schedule has 50 entries every minute: 45 PARAMS-locked ``SoakRun:eN`` and
+5 CLASS-locked ``SoakLockedN`` that run 2 s. A chaos driver SIGKILLs and
+restarts schedulers, SIGSTOPs CLASS-locked workers past the lock TTL, and
+restarts redis-server empty or terminates database sessions. At the end a
+ledger, built from the schedulers' logs (which fires each run covers), the
+missed fires they report (``tests/soak/ledger_plugin.py``) and the jobs'
+own marks, proves for every slot: ran exactly once, or missed with a
+reason; no two runs of a CLASS-locked job interleaved their work; no lock
+left held; no worker left running.
+
+Used by ``tests/soak/test_cluster_soak.py`` (short, in CI) and
+``benchmarks/cluster_soak.py`` (long).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from cronman_core.testing import CronmanProject
+from tests.support import cluster
+from tests.support.redis_server import RedisServer
+
+PG = {"HOST": "127.0.0.1", "PORT": "5432", "USER": "postgres"}
+TTL = 3.0
+HOSTS = ("host-a", "host-b", "host-c")
+LOCKED = 5
+
+
+def schedule(entries: int = 50) -> tuple[tuple[str, str], ...]:
+    locked = tuple(("* * * * *", f"SoakLocked{i}:l{i},seconds=2") for i in range(LOCKED))
+    return locked + tuple(("* * * * *", f"SoakRun:e{i}") for i in range(entries - LOCKED))
+
+
+@dataclass
+class Report:
+    """What the ledger found."""
+
+    backend: str
+    slots: int = 0
+    ran: int = 0
+    missed: Counter[str] = field(default_factory=Counter)
+    duplicated: list[tuple[str, float]] = field(default_factory=list)
+    unexplained: list[tuple[str, float]] = field(default_factory=list)
+    faults: Counter[str] = field(default_factory=Counter)
+    runs_without_start_line: Counter[str] = field(default_factory=Counter)
+    lock_skips: int = 0
+    lost_lock_exits: int = 0
+    interleaved: list[str] = field(default_factory=list)
+    locks_left: list[str] = field(default_factory=list)
+    processes_left: list[int] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.backend}: {self.slots} slots, {self.ran} ran once, {sum(self.missed.values())} missed "
+                f"({dict(self.missed)}), {len(self.duplicated)} duplicated, {len(self.unexplained)} unexplained; "
+                f"faults {dict(self.faults)}; {self.lock_skips} lock skips, {self.lost_lock_exits} lost-lock "
+                f"stops, {len(self.interleaved)} interleaved locked runs, {len(self.locks_left)} locks left, "
+                f"{len(self.processes_left)} processes left")
+
+
+# -- the shared store ---------------------------------------------------------------------------
+
+
+class Store:
+    """The lock store the hosts share, and the faults it can suffer."""
+
+    backend = ""
+    apps: list[str] = []
+
+    def settings(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def fault(self, rng: random.Random) -> str:
+        raise NotImplementedError
+
+    def locks_held(self) -> list[str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class RedisStore(Store):
+    backend = "redis"
+
+    def __init__(self, base: Path) -> None:
+        self.server = RedisServer(base / "redis")
+        self._settings = self.server.settings(CRONMAN_LOCK_BACKEND="redis", CRONMAN_REDIS_LOCK_TTL=TTL)
+
+    def settings(self) -> dict[str, Any]:
+        return self._settings
+
+    def fault(self, rng: random.Random) -> str:
+        self.server.restart_empty()
+        return "redis restarted empty"
+
+    def locks_held(self) -> list[str]:
+        prefix = self.settings()["CRONMAN_REDIS_PREFIX"]
+        return sorted(self.server.client().scan_iter(f"{prefix}cronman:lock:*"))
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+class DatabaseStore(Store):
+    backend = "database"
+    apps = ["cronman_plugins.database"]
+
+    def __init__(self, base: Path) -> None:
+        import psycopg
+
+        self.admin = psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5,
+                                     host=PG["HOST"], port=PG["PORT"], user=PG["USER"])
+        self.name = f"cronman_soak_{uuid.uuid4().hex[:12]}"
+        self.admin.execute(f'CREATE DATABASE "{self.name}"')
+        self.databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": self.name, **PG}}
+        migrator = cluster.make_host(base, "migrator", self.apps, DATABASES=self.databases)
+        result = migrator.run("migrate", "cronman_database", "--noinput", "-v", "0")
+        if result.returncode:
+            raise AssertionError(result.stderr)
+
+    def settings(self) -> dict[str, Any]:
+        return {"DATABASES": self.databases, "CRONMAN_LOCK_BACKEND": "database", "CRONMAN_DB_LOCK_TTL": TTL}
+
+    def _sessions(self) -> list[int]:
+        rows = self.admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = "
+                                  "'cronman' AND pid <> pg_backend_pid()", [self.name]).fetchall()
+        return [row[0] for row in rows]
+
+    def fault(self, rng: random.Random) -> str:
+        sessions = self._sessions()
+        if not sessions:
+            return ""
+        self.admin.execute("SELECT pg_terminate_backend(%s)", [rng.choice(sessions)])
+        return "database session terminated"
+
+    def locks_held(self) -> list[str]:
+        rows = self.admin.execute("SELECT l.pid::text FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                                  "WHERE l.locktype = 'advisory' AND d.datname = %s", [self.name]).fetchall()
+        return [row[0] for row in rows]
+
+    def close(self) -> None:
+        self.admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.admin.close()
+
+
+@contextlib.contextmanager
+def shared_store(backend: str, base: Path) -> Iterator[Store]:
+    store: Store = RedisStore(base) if backend == "redis" else DatabaseStore(base)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+# -- the hosts --------------------------------------------------------------------------------
+
+
+class Host:
+    """One scheduler host: its project and its daemon (restartable), logging to a file."""
+
+    def __init__(self, base: Path, name: str, store: Store, jobs: tuple[tuple[str, str], ...]) -> None:
+        self.name = name
+        self.project: CronmanProject = cluster.make_host(
+            base, name, store.apps, jobs, CRONMAN_PLUGINS=["tests.soak.ledger_plugin"], CRONMAN_KILL_GRACE=2,
+            **store.settings(),
+        )
+        self.log = self.project.path / "scheduler.log"
+        self.daemon: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "a") as log:
+            self.daemon = self.project.popen("cron_scheduler", "daemon", stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        assert self.daemon is not None
+        self.daemon.kill()
+        self.daemon.wait()
+
+    def stop(self) -> None:
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.terminate()
+            self.daemon.wait(timeout=90)
+
+
+def _locked_workers(hosts: list[Host]) -> list[int]:
+    """PIDs of CLASS-locked workers inside run() now (entered, not exited, alive)."""
+    open_runs: dict[int, bool] = {}
+    for host in hosts:
+        for mark in host.project.read_marks():
+            if mark.get("job", "").startswith("SoakLocked"):
+                if mark["event"] == "enter":
+                    open_runs[mark["pid"]] = True
+                elif mark["event"] == "exit":
+                    open_runs.pop(mark["pid"], None)
+    return [pid for pid in open_runs if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+
+def _chaos(hosts: list[Host], store: Store, rng: random.Random, until: float, report: Report) -> None:
+    """One fault every 6 to 14 s until ``until``, none in the last 20 s; each kind in turn, in a random order."""
+    kinds: list[str] = []
+    while True:
+        wait = rng.uniform(6, 14)
+        if time.time() + wait > until - 20:
+            break
+        time.sleep(wait)
+        if not kinds:
+            kinds = rng.sample(["kill scheduler", "pause locked worker", "store"], 3)
+        action = kinds.pop()
+        if action == "kill scheduler":
+            host = rng.choice(hosts)
+            host.kill()
+            time.sleep(rng.uniform(0, 5))
+            host.start()
+            report.faults["scheduler SIGKILLed and restarted"] += 1
+        elif action == "pause locked worker":
+            workers = _locked_workers(hosts)
+            if not workers:
+                continue
+            pid = rng.choice(workers)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(TTL + 1.5)
+                os.kill(pid, signal.SIGCONT)
+                report.faults["locked worker SIGSTOPped past the TTL"] += 1
+        else:
+            done = store.fault(rng)
+            if done:
+                report.faults[done] += 1
+
+
+# -- the ledger ---------------------------------------------------------------------------------
+
+_STARTED = re.compile(r"started (\S+) for its (.+?) fire(?:, catching up (\d+) earlier fire\(s\) from (.+?) in this "
+                      r"one run)? \(")
+
+
+def _when(text: str) -> float:
+    return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S %Z").replace(tzinfo=dt.UTC).timestamp()
+
+
+def ledger(hosts: list[Host], jobs: tuple[tuple[str, str], ...], first: float, last: float, report: Report) -> None:
+    """Every slot of every entry from ``first`` to ``last`` (whole minutes): once, or missed with a reason."""
+    covered: dict[tuple[str, float], int] = defaultdict(int)
+    started: Counter[str] = Counter()
+    missed: dict[tuple[str, float], str] = {}
+    entered: Counter[str] = Counter()
+    for host in hosts:
+        for match in _STARTED.finditer(host.log.read_text()):
+            spec, newest, earlier, oldest = match.groups()
+            start = _when(oldest) if oldest else _when(newest)
+            for slot in range(int(start), int(_when(newest)) + 1, 60):
+                covered[(spec, float(slot))] += 1
+            started[spec] += 1
+        text = host.log.read_text()
+        report.lock_skips += text.count("is held by another worker, skipping")
+        for mark in host.project.read_marks():
+            if mark.get("event") == "missed":
+                for k in range(mark["count"]):
+                    missed[(mark["spec"], mark["first"] + 60 * k)] = mark["reason"]
+            elif mark.get("event") == "enter":
+                entered[_spec_of(mark)] += 1
+    for _time_spec, spec in jobs:
+        for slot in range(int(first), int(last) + 1, 60):
+            key = (spec, float(slot))
+            report.slots += 1
+            if covered[key] > 1:
+                report.duplicated.append(key)
+            elif covered[key] == 1:
+                report.ran += 1
+            elif key in missed:
+                report.missed[missed[key]] += 1
+            else:
+                report.unexplained.append(key)
+    for spec, count in entered.items():
+        if count > started[spec]:
+            report.runs_without_start_line[spec] = count - started[spec]
+
+
+def _spec_of(mark: dict[str, Any]) -> str:
+    if mark["job"] == "SoakRun":
+        return f"SoakRun:{mark['entry']}"
+    return f"{mark['job']}:{mark['entry']},seconds=2"
+
+
+def interleaved_locked_runs(hosts: list[Host]) -> list[str]:
+    """Work of a CLASS-locked run done after a run with a greater fencing token began (a stale holder's)."""
+    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for host in hosts:
+        for mark in host.project.read_marks():
+            if mark.get("job", "").startswith("SoakLocked") and mark["event"] in ("enter", "tick"):
+                by_job[mark["job"]].append(mark)
+    found = []
+    for job, marks in by_job.items():
+        newest = 0
+        for mark in sorted(marks, key=lambda m: m["t"]):
+            if mark["token"] < newest:
+                found.append(f"{job}: token {mark['token']} worked at {mark['t']:.3f} after token {newest} began")
+            newest = max(newest, mark["token"])
+    return found
+
+
+def _leftover_processes(base: Path) -> list[int]:
+    left = []
+    for process in psutil.process_iter(["pid", "environ"]):
+        with contextlib.suppress(psutil.Error):
+            marks = (process.info["environ"] or {}).get("CRONMAN_TEST_MARKS", "")
+            if marks.startswith(str(base)) and process.status() != psutil.STATUS_ZOMBIE:
+                left.append(process.pid)
+    return left
+
+
+def run_soak(base: Path, backend: str, minutes: int, seed: int = 0, entries: int = 50) -> Report:
+    """Run the soak for ``minutes`` whole minute boundaries and return the ledger's report."""
+    rng = random.Random(seed)
+    report = Report(backend)
+    jobs = schedule(entries)
+    with shared_store(backend, base) as store:
+        hosts = [Host(base, name, store, jobs) for name in HOSTS]
+        for host in hosts:
+            host.start()
+        started_at = time.time()
+        first = (int(started_at) // 60) * 60.0  # the first tick of each host fires this minute's slot
+        last = first + 60.0 * minutes
+        stop_at = last + 25.0  # the last slot's ticks and spawns are done by then
+        try:
+            _chaos(hosts, store, rng, stop_at, report)
+            time.sleep(max(0.0, stop_at - time.time()))
+        finally:
+            for host in hosts:
+                host.stop()
+        deadline = time.monotonic() + 60
+        while _leftover_processes(base) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        ledger(hosts, jobs, first, last, report)
+        for host in hosts:
+            report.lost_lock_exits += host.log.read_text().count("lost its lock")
+            report.lost_lock_exits += sum(log.read_text(errors="replace").count("lost its lock")
+                                          for log in (host.project.data_dir / "logs").glob("*.log"))
+        report.interleaved = interleaved_locked_runs(hosts)
+        report.locks_left = store.locks_held()
+        report.processes_left = _leftover_processes(base)
+    return report
+
+
+def write_report(report: Report, path: Path) -> None:
+    data = {k: (dict(v) if isinstance(v, Counter) else v) for k, v in report.__dict__.items()}
+    path.write_text(json.dumps(data, indent=2, default=str))

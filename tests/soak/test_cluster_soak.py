@@ -1,0 +1,31 @@
+"""The cluster soak, short (CI): two minutes of slots per shared backend under chaos; the long run is
+``benchmarks/cluster_soak.py`` (benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from tests.soak.cluster import run_soak
+
+MINUTES = 2
+
+
+@pytest.mark.parametrize("backend", [pytest.param("redis", marks=pytest.mark.redis),
+                                     pytest.param("database", marks=pytest.mark.postgres)])
+def test_every_slot_once_or_missed_with_a_reason(tmp_path: Path, backend: str) -> None:
+    if backend == "redis":
+        need(shutil.which("redis-server") is not None, "redis-server is not installed")
+    report = run_soak(tmp_path, backend, MINUTES, seed=13)
+    print(report.summary())
+    assert report.slots == 50 * (MINUTES + 1)
+    assert report.duplicated == []
+    assert report.unexplained == []
+    assert report.ran + sum(report.missed.values()) == report.slots
+    assert report.interleaved == []
+    assert report.locks_left == []
+    assert report.processes_left == []
+    assert sum(report.faults.values()) >= 3
