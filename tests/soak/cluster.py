@@ -3,7 +3,7 @@
 Each host is a project with its own data dir and ``CRONMAN_HOSTNAME``; all
 share one Redis (a private redis-server) or one PostgreSQL database. The
 schedule has 50 entries every minute: 45 PARAMS-locked ``SoakRun:eN`` and
-5 CLASS-locked ``SoakLockedN`` that run 2 s. A chaos driver SIGKILLs and
+5 CLASS-locked ``SoakLockedN`` that work 45 s of each minute. A chaos driver SIGKILLs and
 restarts schedulers, SIGSTOPs CLASS-locked workers past the lock TTL, and
 restarts redis-server empty or terminates database sessions. At the end a
 ledger, built from the schedulers' logs (which fires each run covers), the
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import random
 import re
@@ -42,12 +43,16 @@ from tests.support.redis_server import RedisServer
 
 PG = {"HOST": "127.0.0.1", "PORT": "5432", "USER": "postgres"}
 TTL = 3.0
+#: A tick SIGKILLed after its claims leaves them pending this long; then any host's tick retries the fire.
+CLAIM_PENDING = 20.0
 HOSTS = ("host-a", "host-b", "host-c")
 LOCKED = 5
+#: A CLASS-locked run works this long: most of each minute, so the chaos finds one to pause.
+LOCKED_SECONDS = 45
 
 
 def schedule(entries: int = 50) -> tuple[tuple[str, str], ...]:
-    locked = tuple(("* * * * *", f"SoakLocked{i}:l{i},seconds=2") for i in range(LOCKED))
+    locked = tuple(("* * * * *", f"SoakLocked{i}:l{i},seconds={LOCKED_SECONDS}") for i in range(LOCKED))
     return locked + tuple(("* * * * *", f"SoakRun:e{i}") for i in range(entries - LOCKED))
 
 
@@ -182,7 +187,7 @@ class Host:
         self.name = name
         self.project: CronmanProject = cluster.make_host(
             base, name, store.apps, jobs, CRONMAN_PLUGINS=["tests.soak.ledger_plugin"], CRONMAN_KILL_GRACE=2,
-            **store.settings(),
+            CRONMAN_CLAIM_PENDING=CLAIM_PENDING, **store.settings(),
         )
         self.log = self.project.path / "scheduler.log"
         self.daemon: subprocess.Popen[str] | None = None
@@ -216,11 +221,11 @@ def _locked_workers(hosts: list[Host]) -> list[int]:
 
 
 def _chaos(hosts: list[Host], store: Store, rng: random.Random, until: float, report: Report) -> None:
-    """One fault every 6 to 14 s until ``until``, none in the last 20 s; each kind in turn, in a random order."""
+    """One fault every 6 to 14 s until ``until``; each kind in turn, in a random order."""
     kinds: list[str] = []
     while True:
         wait = rng.uniform(6, 14)
-        if time.time() + wait > until - 20:
+        if time.time() + wait > until:
             break
         time.sleep(wait)
         if not kinds:
@@ -239,7 +244,7 @@ def _chaos(hosts: list[Host], store: Store, rng: random.Random, until: float, re
             pid = rng.choice(workers)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
-                time.sleep(TTL + 1.5)
+                time.sleep(rng.uniform(TTL + 1.5, 20))  # past the TTL, maybe past the next run's start
                 os.kill(pid, signal.SIGCONT)
                 report.faults["locked worker SIGSTOPped past the TTL"] += 1
         else:
@@ -299,7 +304,7 @@ def ledger(hosts: list[Host], jobs: tuple[tuple[str, str], ...], first: float, l
 def _spec_of(mark: dict[str, Any]) -> str:
     if mark["job"] == "SoakRun":
         return f"SoakRun:{mark['entry']}"
-    return f"{mark['job']}:{mark['entry']},seconds=2"
+    return f"{mark['job']}:{mark['entry']},seconds={LOCKED_SECONDS}"
 
 
 def interleaved_locked_runs(hosts: list[Host]) -> list[str]:
@@ -338,12 +343,14 @@ def run_soak(base: Path, backend: str, minutes: int, seed: int = 0, entries: int
         hosts = [Host(base, name, store, jobs) for name in HOSTS]
         for host in hosts:
             host.start()
-        started_at = time.time()
-        first = (int(started_at) // 60) * 60.0  # the first tick of each host fires this minute's slot
+        # The ledger's first slot: the first whole minute after the daemons are surely up.
+        first = math.ceil((time.time() + 10) / 60) * 60.0
         last = first + 60.0 * minutes
         stop_at = last + 25.0  # the last slot's ticks and spawns are done by then
         try:
-            _chaos(hosts, store, rng, stop_at, report)
+            # No fault in the last 30 s before the last slot: the claims of a tick killed then lapse
+            # (CLAIM_PENDING) before the last tick, which retries them.
+            _chaos(hosts, store, rng, last - CLAIM_PENDING - 10, report)
             time.sleep(max(0.0, stop_at - time.time()))
         finally:
             for host in hosts:

@@ -1,4 +1,4 @@
-"""The cluster soak, short (CI): two minutes of slots per shared backend under chaos; the long run is
+"""The cluster soak, short (CI): two minute boundaries of slots per shared backend under chaos; the long run is
 ``benchmarks/cluster_soak.py`` (benchmarks/README.md)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import need
 from tests.soak.cluster import run_soak
 
-MINUTES = 2
+MINUTES = 1
 
 
 @pytest.mark.parametrize("backend", [pytest.param("redis", marks=pytest.mark.redis),
