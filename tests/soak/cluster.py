@@ -276,8 +276,6 @@ def ledger(hosts: list[Host], jobs: tuple[tuple[str, str], ...], first: float, l
             for slot in range(int(start), int(_when(newest)) + 1, 60):
                 covered[(spec, float(slot))] += 1
             started[spec] += 1
-        text = host.log.read_text()
-        report.lock_skips += text.count("is held by another worker, skipping")
         for mark in host.project.read_marks():
             if mark.get("event") == "missed":
                 for k in range(mark["count"]):
@@ -360,9 +358,10 @@ def run_soak(base: Path, backend: str, minutes: int, seed: int = 0, entries: int
             time.sleep(0.5)
         ledger(hosts, jobs, first, last, report)
         for host in hosts:
-            report.lost_lock_exits += host.log.read_text().count("lost its lock")
-            report.lost_lock_exits += sum(log.read_text(errors="replace").count("lost its lock")
-                                          for log in (host.project.data_dir / "logs").glob("*.log"))
+            for log in (host.project.data_dir / "logs").glob("*.log"):  # the workers' own logs
+                text = log.read_text(errors="replace")
+                report.lost_lock_exits += text.count("lost its lock")
+                report.lock_skips += text.count("is held by another worker, skipping")
         report.interleaved = interleaved_locked_runs(hosts)
         report.locks_left = store.locks_held()
         report.processes_left = _leftover_processes(base)
