@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure what the tests need beyond PyPI is on this machine: redis-server,
-# PostgreSQL running on loopback, Debian's chromium for the admin browser tests.
+# PostgreSQL and MariaDB running on loopback, Debian's chromium for the admin browser tests.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
@@ -10,4 +10,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if command -v pg_ctlcluster >/dev/null && ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+fi
+if command -v mariadbd >/dev/null && ! mysqladmin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  for _ in $(seq 30); do mysqladmin -h 127.0.0.1 -u root ping >/dev/null 2>&1 && break; sleep 1; done
 fi

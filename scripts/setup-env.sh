@@ -15,8 +15,13 @@ log=$VENV/setup.log
 want=$(cat pyproject.toml tests/plugin_pkg/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "Setting up $VENV: cronman with every extra (pip log: $log)"
+  # mysqlclient (the mysql extra) builds against MariaDB's client library: Debian's headers first.
+  if ! pkg-config --exists libmariadb 2>/dev/null && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmariadb-dev pkg-config; } \
+      >"$VENV/apt.log" 2>&1 || { tail -n 20 "$VENV/apt.log" >&2; echo "setup failed: see $VENV/apt.log" >&2; exit 1; }
+  fi
   if ! { "$VENV/bin/python" -m pip install --upgrade pip \
-         && "$VENV/bin/python" -m pip install -e ".[dev,cronitor,healthchecks,redis,sentry,celery,postgres]" \
+         && "$VENV/bin/python" -m pip install -e ".[dev,cronitor,healthchecks,redis,sentry,celery,postgres,mysql]" \
               -e tests/plugin_pkg \
          && "$VENV/bin/python" -c "import cronman_core, cronman_testplugin, django, pluggy"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2

@@ -1,1 +1,4 @@
-"""The database lock backend: locks, records and fire claims on the project's PostgreSQL (a plugin app)."""
+"""The database lock backend: locks, records and fire claims on the project's own database.
+
+PostgreSQL, MySQL or MariaDB; a plugin app (its tables come with ``migrate``).
+"""

@@ -15,5 +15,5 @@ def check_lock_database(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     problem = unusable_database() if database_locks() else ""
     if not problem:
         return []
-    return [Error(problem, hint='Use PostgreSQL for several hosts (or CRONMAN_LOCK_BACKEND = "redis"); '
-                  'on one host, "pidfile".', id="cronman.E030")]
+    return [Error(problem, hint='Use PostgreSQL, MySQL or MariaDB for several hosts '
+                  '(or CRONMAN_LOCK_BACKEND = "redis"); on one host, "pidfile".', id="cronman.E030")]

@@ -1,5 +1,9 @@
 """The database lock backend's tables. Written by :mod:`cronman_plugins.database.locks` in SQL of
-its own, on a connection of its own: these models exist for ``migrate`` (and inspection), not for the ORM."""
+its own, on a connection of its own: these models exist for ``migrate`` (and inspection), not for the ORM.
+
+Column names avoid ``key`` (reserved in MySQL), and no index is longer than
+MySQL's 3072 bytes: a lock key is indexed by its 64-bit hash.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,22 @@ from django.db import models
 
 
 class RunRecordRow(models.Model):
-    """One run's record; ``backend_pid`` / ``backend_start`` name the session that holds its lock."""
+    """One run's record; ``session_id`` / ``session_start`` name the session that holds its lock."""
 
     run_id = models.CharField(max_length=64, primary_key=True)
-    key = models.CharField(max_length=1500)
+    lock_key = models.TextField()
     data = models.TextField()
-    backend_pid = models.IntegerField()
-    backend_start = models.FloatField()
+    session_id = models.BigIntegerField()
+    session_start = models.FloatField()
 
     class Meta:
         db_table = "cronman_run_record"
 
 
 class FenceRow(models.Model):
-    """The last fencing token handed out per lock key."""
+    """The last fencing token handed out per lock (by the lock key's 64-bit hash)."""
 
-    key = models.CharField(max_length=1500, primary_key=True)
+    lock_id = models.BigIntegerField(primary_key=True)
     token = models.BigIntegerField()
 
     class Meta:
@@ -32,7 +36,7 @@ class FenceRow(models.Model):
 class FireClaimRow(models.Model):
     """An (entry, fire time) claim: its holder's token and its expiry on the database's clock."""
 
-    key = models.CharField(max_length=255, primary_key=True)
+    claim_key = models.CharField(max_length=255, primary_key=True)
     token = models.CharField(max_length=64)
     expires_at = models.FloatField(db_index=True)
 

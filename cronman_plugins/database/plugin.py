@@ -49,10 +49,10 @@ def unusable_database() -> str:
     if alias not in connections:
         return f"CRONMAN_DB_LOCK_DATABASE = {alias!r} is not in DATABASES"
     vendor = connections[alias].vendor
-    if vendor == "postgresql":
+    if vendor in ("postgresql", "mysql"):
         return ""
     why = ("a SQLite file cannot be shared by several hosts, and one host needs no database for its locks"
-           if vendor == "sqlite" else f"{vendor} is not supported by the database lock backend yet")
+           if vendor == "sqlite" else f"{vendor} has no session locks the backend knows")
     return f'CRONMAN_LOCK_BACKEND = "database" on database {alias!r} ({vendor}): {why}'
 
 
