@@ -41,8 +41,8 @@ def main() -> None:
             report = run_soak(Path(base), backend, args.minutes, seed=args.seed)
         print(report.summary(), flush=True)
         write_report(report, args.out.with_name(f"{args.out.stem}-{backend}{args.out.suffix}"))
-        failed |= bool(report.duplicated or report.unexplained or report.interleaved or report.locks_left
-                       or report.processes_left)
+        failed |= bool(report.duplicated or report.unexplained or report.locks_left or report.processes_left
+                       or (backend == "database" and report.stale_writes))
     sys.exit(1 if failed else 0)
 
 

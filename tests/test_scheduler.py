@@ -248,6 +248,7 @@ class _FlakyScheduler:
         self.clock = _FakeClock(at(10, 0, 30))
         self.stop = stop
         self.ticks: list[float] = []
+        self.looks: list[float] = []
         self.reported: list[BaseException] = []
         self.pm = self
 
@@ -256,6 +257,9 @@ class _FlakyScheduler:
 
     def report_error(self, exc: BaseException, context: dict[str, object], run: object = None) -> None:
         self.reported.append(exc)
+
+    def look_at_store_epoch(self) -> None:
+        self.looks.append(self.clock.now)
 
     def tick(self) -> None:
         self.ticks.append(self.clock.now)
@@ -272,6 +276,10 @@ def test_daemon_ticks_at_every_minute_and_survives_a_failing_tick() -> None:
     assert scheduler.ticks[0] == at(10, 0, 30)  # at start, to catch up
     assert [t - at(10, 0) for t in scheduler.ticks[1:]] == pytest.approx([60, 120, 180], abs=0.01)
     assert [str(e) for e in scheduler.reported] == ["tick broke"]
+    # between ticks it looks at the lock store's epoch every 5 s, never in the second before a tick
+    gaps = [b - a for a, b in zip(scheduler.looks, scheduler.looks[1:], strict=False)]
+    assert len(scheduler.looks) > 20 and all(4.9 < gap < 7.1 for gap in gaps), gaps
+    assert all((look - at(10, 0)) % 60 < 59 for look in scheduler.looks)
 
 
 class _SteppingClock(_FakeClock):

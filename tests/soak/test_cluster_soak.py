@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need
-from tests.soak.cluster import run_soak
+from tests.soak.cluster import TTL, run_soak
 
 MINUTES = 1
 
@@ -25,7 +25,13 @@ def test_every_slot_once_or_missed_with_a_reason(tmp_path: Path, backend: str) -
     assert report.duplicated == []
     assert report.unexplained == []
     assert report.ran + sum(report.missed.values()) == report.slots
-    assert report.interleaved == []
+    if backend == "database":
+        assert report.stale_writes == []  # a session lock is never lost while its holder lives
+    else:
+        # Redis that lost its data loses the locks with it: a holder learns it at its next renewal
+        # (a third of the TTL) and stops; until then its writes carry the smaller token.
+        assert report.stale_for <= TTL, report.stale_writes
+        assert not report.stale_writes or report.faults["redis restarted empty"]
     assert report.locks_left == []
     assert report.processes_left == []
     assert sum(report.faults.values()) >= 3
