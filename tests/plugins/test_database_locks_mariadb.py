@@ -13,11 +13,10 @@ from cronman_core.testing import CronmanProject, LockBackendContract
 from cronman_plugins.database.locks import DatabaseLockBackend
 from tests.conftest import need, wait_for
 from tests.plugins.test_database_locks import add_alias, host, marks_of
-from tests.support.cluster import started_fires
+from tests.support.cluster import MARIADB, started_fires
 
 pytestmark = pytest.mark.mariadb
 
-MARIADB = {"HOST": "127.0.0.1", "PORT": "3306", "USER": "root", "PASSWORD": ""}
 TABLES = ("cronman_run_record", "cronman_fence", "cronman_fire_claim", "cronman_stop_request")
 
 

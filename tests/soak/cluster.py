@@ -1,7 +1,8 @@
 """The cluster soak: three scheduler hosts in daemon mode on one shared lock store, under chaos.
 
 Each host is a project with its own data dir and ``CRONMAN_HOSTNAME``; all
-share one Redis (a private redis-server) or one PostgreSQL database. The
+share one Redis (a private redis-server), one PostgreSQL or one MariaDB
+database. The
 schedule has 50 entries every minute: 45 PARAMS-locked ``SoakRun:eN`` and
 5 CLASS-locked ``SoakLockedN`` that work 45 s of each minute. A chaos driver SIGKILLs and
 restarts schedulers, SIGSTOPs CLASS-locked workers past the lock TTL, and
@@ -41,6 +42,7 @@ import psutil
 
 from cronman_core.testing import CronmanProject
 from tests.support import cluster
+from tests.support.cluster import MARIADB
 from tests.support.redis_server import RedisServer
 
 PG = {"HOST": "127.0.0.1", "PORT": "5432", "USER": "postgres"}
@@ -136,36 +138,61 @@ class RedisStore(Store):
 
 
 class DatabaseStore(Store):
-    backend = "database"
+    """A throwaway database with the database backend's tables."""
+
     apps = ["cronman_plugins.database"]
+    engine = ""
+    server: dict[str, str] = {}
 
     def __init__(self, base: Path) -> None:
-        import psycopg
-
-        self.admin = psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5,
-                                     host=PG["HOST"], port=PG["PORT"], user=PG["USER"])
         self.name = f"cronman_soak_{uuid.uuid4().hex[:12]}"
-        self.admin.execute(f'CREATE DATABASE "{self.name}"')
-        self.databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": self.name, **PG}}
+        self.create()
+        self.databases = {"default": {"ENGINE": self.engine, "NAME": self.name, **self.server}}
         migrator = cluster.make_host(base, "migrator", self.apps, DATABASES=self.databases)
         result = migrator.run("migrate", "cronman_database", "--noinput", "-v", "0")
         if result.returncode:
             raise AssertionError(result.stderr)
 
+    def create(self) -> None:
+        raise NotImplementedError
+
     def settings(self) -> dict[str, Any]:
         return {"DATABASES": self.databases, "CRONMAN_LOCK_BACKEND": "database", "CRONMAN_DB_LOCK_TTL": TTL}
 
-    def _sessions(self) -> list[int]:
+    def sessions(self) -> list[int]:
+        """The cronman sessions on the soak's database (the admin's own left out)."""
+        raise NotImplementedError
+
+    def terminate(self, session: int) -> None:
+        raise NotImplementedError
+
+    def fault(self, rng: random.Random) -> str:
+        sessions = self.sessions()
+        if not sessions:
+            return ""
+        self.terminate(rng.choice(sessions))
+        return "database session terminated"
+
+
+class PostgresStore(DatabaseStore):
+    backend = "database"
+    engine = "django.db.backends.postgresql"
+    server = PG
+
+    def create(self) -> None:
+        import psycopg
+
+        self.admin = psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5,
+                                     host=PG["HOST"], port=PG["PORT"], user=PG["USER"])
+        self.admin.execute(f'CREATE DATABASE "{self.name}"')
+
+    def sessions(self) -> list[int]:
         rows = self.admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = "
                                   "'cronman' AND pid <> pg_backend_pid()", [self.name]).fetchall()
         return [row[0] for row in rows]
 
-    def fault(self, rng: random.Random) -> str:
-        sessions = self._sessions()
-        if not sessions:
-            return ""
-        self.admin.execute("SELECT pg_terminate_backend(%s)", [rng.choice(sessions)])
-        return "database session terminated"
+    def terminate(self, session: int) -> None:
+        self.admin.execute("SELECT pg_terminate_backend(%s)", [session])
 
     def locks_held(self) -> list[str]:
         rows = self.admin.execute("SELECT l.pid::text FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
@@ -177,9 +204,48 @@ class DatabaseStore(Store):
         self.admin.close()
 
 
+class MariaDBStore(DatabaseStore):
+    backend = "mariadb"
+    engine = "django.db.backends.mysql"
+    server = MARIADB
+
+    def create(self) -> None:
+        import MySQLdb
+
+        self.admin = MySQLdb.connect(host=MARIADB["HOST"], port=int(MARIADB["PORT"]), user=MARIADB["USER"],
+                                     passwd=MARIADB["PASSWORD"], connect_timeout=5)
+        self.admin.autocommit(True)
+        self._sql(f"CREATE DATABASE `{self.name}`")
+
+    def _sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        with self.admin.cursor() as cursor:
+            cursor.execute(statement, params or None)
+            return list(cursor.fetchall()) if cursor.description else []
+
+    def sessions(self) -> list[int]:
+        rows = self._sql("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+                         self.name)
+        return [int(row[0]) for row in rows]
+
+    def terminate(self, session: int) -> None:
+        with contextlib.suppress(Exception):  # it may have ended meanwhile
+            self._sql(f"KILL {int(session)}")
+
+    def locks_held(self) -> list[str]:
+        # GET_LOCK locks live and die with their sessions: none may be left on the soak's database.
+        return [str(session) for session in self.sessions()]
+
+    def close(self) -> None:
+        self._sql(f"DROP DATABASE IF EXISTS `{self.name}`")
+        self.admin.close()
+
+
+STORES: dict[str, type[Store]] = {"redis": RedisStore, "database": PostgresStore, "mariadb": MariaDBStore}
+
+
 @contextlib.contextmanager
 def shared_store(backend: str, base: Path) -> Iterator[Store]:
-    store: Store = RedisStore(base) if backend == "redis" else DatabaseStore(base)
+    store: Store = STORES[backend](base)
     try:
         yield store
     finally:

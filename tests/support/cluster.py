@@ -13,6 +13,8 @@ from tests.conftest import REPO
 #: The test apps without the database-backed plugins: these projects need no migrations.
 APPS = [app for app in test_settings.INSTALLED_APPS if app not in ("cronman_plugins.tasks", "cronman_plugins.history")]
 NEVER = (("0 0 1 1 *", "Noop"),)
+#: The machine's MariaDB on loopback (root, no password), for the database backend's MySQL dialect.
+MARIADB = {"HOST": "127.0.0.1", "PORT": "3306", "USER": "root", "PASSWORD": ""}
 
 
 def make_host(
