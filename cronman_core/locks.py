@@ -52,6 +52,22 @@ class Lock(ABC):
     #: Called, from another thread, when someone asked this run to stop (``request_stop``).
     on_stop_requested: Callable[[], None] | None = None
 
+    _stop_asked = False
+
+    def lost(self, why: str) -> None:
+        """The backend found the lock lost while held: say why and call :attr:`on_lost`."""
+        logger.error("lock %r lost: %s", self.record.key, why)
+        if self.on_lost is not None:
+            self.on_lost()
+
+    def stop_requested(self) -> None:
+        """The backend found a stop request for this run: call :attr:`on_stop_requested`, once."""
+        if self._stop_asked or self.on_stop_requested is None:
+            return
+        self._stop_asked = True
+        logger.warning("run %s of %r: stop requested", self.record.run_id, self.record.key)
+        self.on_stop_requested()
+
     @abstractmethod
     def release(self, keep_record: bool = False) -> None:
         """Release the lock; ``keep_record`` leaves the record for ``resume``."""

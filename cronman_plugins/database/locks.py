@@ -317,7 +317,6 @@ class DatabaseLock(Lock):
         backend = self.backend
         ttl = backend.ttl
         checked_at = time.monotonic()
-        stop_asked = False
         while not self._stop.wait(ttl / 3):
             try:
                 with self._session_lock:
@@ -327,23 +326,16 @@ class DatabaseLock(Lock):
                 if self._stop.is_set():
                     return
                 if backend.dialect.broken(self.session):
-                    self._lost(f"its database session ended ({_first_line(exc)})")
+                    self.lost(f"its database session ended ({_first_line(exc)})")
                     return
                 if time.monotonic() - checked_at >= ttl:
-                    self._lost(f"its session could not be checked for {time.monotonic() - checked_at:.1f} s")
+                    self.lost(f"its session could not be checked for {time.monotonic() - checked_at:.1f} s")
                     return
                 logger.warning("cannot check lock %r (will retry): %s", self.record.key, _first_line(exc))
                 continue
             checked_at = time.monotonic()
-            if rows[0][0] and not stop_asked and self.on_stop_requested is not None:
-                stop_asked = True
-                logger.warning("run %s of %r: stop requested", self.record.run_id, self.record.key)
-                self.on_stop_requested()
-
-    def _lost(self, why: str) -> None:
-        logger.error("lock %r lost: %s", self.record.key, why)
-        if self.on_lost is not None:
-            self.on_lost()
+            if rows[0][0]:
+                self.stop_requested()
 
     def update(self, **changes: Any) -> None:
         self.record = replace(self.record, **changes)

@@ -132,10 +132,9 @@ class RedisLock(Lock):
         backend = self.backend
         lock_key = backend.lock_key(self.record.key)
         renewed_at = time.monotonic()
-        stop_asked = False
         while not self._stop.wait(backend.ttl / 3):
             if time.monotonic() - renewed_at >= backend.ttl:
-                self._lost(f"not renewed for {time.monotonic() - renewed_at:.1f} s (TTL {backend.ttl:g} s)")
+                self.lost(f"not renewed for {time.monotonic() - renewed_at:.1f} s (TTL {backend.ttl:g} s)")
                 return
             try:
                 renewed = backend.scripts["renew"](
@@ -146,18 +145,11 @@ class RedisLock(Lock):
                 logger.warning("cannot renew lock %r (will retry): %s", self.record.key, exc)
                 continue
             if not renewed:
-                self._lost("it expired and is free or held by another worker")
+                self.lost("it expired and is free or held by another worker")
                 return
             renewed_at = time.monotonic()
-            if renewed == 2 and not stop_asked and self.on_stop_requested is not None:
-                stop_asked = True
-                logger.warning("run %s of %r: stop requested", self.record.run_id, self.record.key)
-                self.on_stop_requested()
-
-    def _lost(self, why: str) -> None:
-        logger.error("lock %r lost: %s", self.record.key, why)
-        if self.on_lost is not None:
-            self.on_lost()
+            if renewed == 2:
+                self.stop_requested()
 
     def update(self, **changes: Any) -> None:
         self.record = replace(self.record, **changes)

@@ -88,15 +88,23 @@ def add_alias(monkeypatch: pytest.MonkeyPatch, alias: str, settings: dict[str, A
     monkeypatch.setitem(connections.settings, alias, configured[alias])
 
 
-class TestDatabaseContract(LockBackendContract):
+class DatabaseContract(LockBackendContract):
+    """The contract on the ``databases`` fixture of the module that subclasses it (PostgreSQL, MariaDB)."""
+
+    alias = ALIAS
+
     @pytest.fixture
     def lock_backend(self, databases: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> DatabaseLockBackend:
-        add_alias(monkeypatch, ALIAS, databases["default"])
-        return DatabaseLockBackend(alias=ALIAS, ttl=3)
+        add_alias(monkeypatch, self.alias, databases["default"])
+        return DatabaseLockBackend(alias=self.alias, ttl=3)
 
     def corrupt_record(self, backend: DatabaseLockBackend) -> None:
         backend._execute("INSERT INTO cronman_run_record VALUES ('truncated', 'Job', '{\"key\": \"Job\", \"pid\": 12', "
                          "0, 0)")
+
+
+class TestDatabaseContract(DatabaseContract):
+    pass
 
 
 # -- real workers and schedulers -------------------------------------------------------------

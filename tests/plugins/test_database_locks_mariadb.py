@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from cronman_core.testing import CronmanProject, LockBackendContract
-from cronman_plugins.database.locks import DatabaseLockBackend
+from cronman_core.testing import CronmanProject
 from tests.conftest import need, wait_for
-from tests.plugins.test_database_locks import add_alias, host, marks_of
+from tests.plugins.test_database_locks import DatabaseContract, host, marks_of
 from tests.support.cluster import MARIADB, started_fires
 
 pytestmark = pytest.mark.mariadb
@@ -73,15 +72,8 @@ def lock_sessions(databases: dict[str, Any]) -> list[int]:
             if sql(name, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s", row[0])[0][0]]
 
 
-class TestMariaDBContract(LockBackendContract):
-    @pytest.fixture
-    def lock_backend(self, databases: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> DatabaseLockBackend:
-        add_alias(monkeypatch, "cronman_mariadb_test", databases["default"])
-        return DatabaseLockBackend(alias="cronman_mariadb_test", ttl=3)
-
-    def corrupt_record(self, backend: DatabaseLockBackend) -> None:
-        backend._execute("INSERT INTO cronman_run_record VALUES ('truncated', 'Job', '{\"key\": \"Job\", \"pid\": 12', "
-                         "0, 0)")
+class TestMariaDBContract(DatabaseContract):
+    alias = "cronman_mariadb_test"
 
 
 def test_a_sigkilled_workers_lock_is_free_at_once(tmp_path: Path, databases: dict[str, Any]) -> None:
