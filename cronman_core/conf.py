@@ -155,6 +155,8 @@ declare(
     Setting("CRONMAN_CLAIM_PENDING", 120.0, seconds(0.0, strict=True)),
     # The name of the lock backend plugin to use; None: the default (a plugin's own switch, else pidfile).
     Setting("CRONMAN_LOCK_BACKEND", None, text()),
+    # The name of the spawner plugin to use ("local", "prefork", "celery"); None: the default (local).
+    Setting("CRONMAN_SPAWNER", None, text()),
     Setting("CRONMAN_TASK_POLL_INTERVAL", 1.0, seconds(0.0, strict=True)),
 )
 

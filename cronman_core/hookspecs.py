@@ -120,15 +120,23 @@ def cronman_lock_backend(data_dir: Path) -> LockBackend | None:
 
 
 @hookspec(firstresult=True)
-def cronman_spawner(data_dir: Path) -> Spawner | None:
+def cronman_spawner(data_dir: Path, long_lived: bool) -> Spawner | None:
     """Return the spawner that starts a worker for a job spec.
 
-    Stops at first non-None result. The built-in ``local`` plugin (a
-    detached subprocess) is the default; ``celery`` dispatches to a queue.
-    Called per spawn, in the process that spawns (scheduler, ``cron_worker
-    resume``, ``RunCronTasks``); never in a worker.
+    Stops at first non-None result. ``CRONMAN_SPAWNER`` names the plugin
+    that should answer: the built-in ``local`` one (a detached subprocess,
+    the default), ``prefork`` (a fork of a warm process) or ``celery`` (a
+    queue); a plugin that is not named returns None. Called per spawn, in
+    the process that spawns (scheduler, ``cron_worker resume``,
+    ``RunCronTasks``); never in a worker.
 
     :param data_dir: the validated private data dir (for per-run logs).
+    :param long_lived: True in a process that spawns again and again (the
+        scheduler daemon): a spawner may keep state warm for it, and is
+        told to get ready and to let go through
+        :meth:`~cronman_core.spawners.Spawner.reload` and
+        :meth:`~cronman_core.spawners.Spawner.close`. False in one-shot
+        commands (``cron_scheduler run``, ``resume``).
     :return: a :class:`~cronman_core.spawners.Spawner`.
     """
 

@@ -44,6 +44,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "cronman_plugins.jobs_module",
     "cronman_plugins.pidfile",
     "cronman_plugins.local",
+    "cronman_plugins.prefork.plugin",
     "cronman_plugins.priority",
     "cronman_plugins.cronitor",
     "cronman_plugins.healthchecks",
@@ -131,10 +132,14 @@ class CronmanPluginManager(pluggy.PluginManager):
             raise UsageError("no lock backend: enable a plugin that implements cronman_lock_backend")
         return backend
 
-    def spawner(self) -> Spawner:
+    def spawner(self, long_lived: bool = False) -> Spawner:
         """The spawner (``cronman_spawner``), asked anew at each spawn."""
-        spawner: Spawner | None = self.hook.cronman_spawner(data_dir=get_data_dir())
+        spawner: Spawner | None = self.hook.cronman_spawner(data_dir=get_data_dir(), long_lived=long_lived)
         if spawner is None:
+            chosen = conf.get("CRONMAN_SPAWNER")
+            if chosen:
+                raise UsageError(f"no spawner: CRONMAN_SPAWNER = {chosen!r} names no active "
+                                 "plugin that implements cronman_spawner")
             raise UsageError("no spawner: enable a plugin that implements cronman_spawner")
         return spawner
 

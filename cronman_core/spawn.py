@@ -38,6 +38,19 @@ def _pythonpath() -> str:
     return os.pathsep.join(parts)
 
 
+def worker_env(env: Mapping[str, str] | None = None, *, resumed: bool = False) -> dict[str, str]:
+    """This process's environment for a worker of the same project, plus ``env`` (a requested run's)."""
+    worker_env = {**os.environ, **(env or {})}
+    settings_module = settings.SETTINGS_MODULE or worker_env.get("DJANGO_SETTINGS_MODULE", "")
+    worker_env["DJANGO_SETTINGS_MODULE"] = settings_module
+    worker_env["PYTHONPATH"] = _pythonpath()
+    if resumed:
+        worker_env[RESUMED_ENV] = "1"
+    else:
+        worker_env.pop(RESUMED_ENV, None)
+    return worker_env
+
+
 def build_worker_command(
     job_spec: str, *, resumed: bool = False, env: Mapping[str, str] | None = None
 ) -> WorkerCommand:
@@ -50,23 +63,21 @@ def build_worker_command(
     pm = get_plugin_manager()
     spec, job_class = pm.resolve(job_spec)
     canonical = format_spec(spec)
-    worker_env = {**os.environ, **(env or {})}
-    settings_module = settings.SETTINGS_MODULE or worker_env.get("DJANGO_SETTINGS_MODULE", "")
-    worker_env["DJANGO_SETTINGS_MODULE"] = settings_module
-    worker_env["PYTHONPATH"] = _pythonpath()
-    if resumed:
-        worker_env[RESUMED_ENV] = "1"
-    else:
-        worker_env.pop(RESUMED_ENV, None)
     argv = [sys.executable, *_django_entry(), "cron_worker", "run", canonical]
     command = WorkerCommand(
-        argv=argv, env=worker_env, job_spec=canonical, job_class=job_class, resumed=resumed
+        argv=argv, env=worker_env(env, resumed=resumed), job_spec=canonical, job_class=job_class, resumed=resumed
     )
     pm.worker_command(command)
     return command
 
 
-def spawn_job(job_spec: str, *, resumed: bool = False, env: Mapping[str, str] | None = None) -> SpawnHandle:
-    """Start a worker for ``job_spec`` through the ``cronman_spawner`` plugin."""
+def spawn_job(
+    job_spec: str, *, resumed: bool = False, env: Mapping[str, str] | None = None, long_lived: bool = False
+) -> SpawnHandle:
+    """Start a worker for ``job_spec`` through the ``cronman_spawner`` plugin.
+
+    ``long_lived``: the caller spawns again and again (the scheduler daemon),
+    so a spawner may keep a warm process for it.
+    """
     command = build_worker_command(job_spec, resumed=resumed, env=env)
-    return get_plugin_manager().spawner().spawn(command)
+    return get_plugin_manager().spawner(long_lived=long_lived).spawn(command)

@@ -1,15 +1,18 @@
 """The spawner contract: the command that starts a worker, and who starts it.
 
 Plugins subclass :class:`Spawner` (``cronman_plugins.local`` is the default,
-``cronman_plugins.celery`` the distributed one); ``cronman_worker_command``
-plugins rewrite a :class:`WorkerCommand` before it is spawned. As for lock
-backends, every method here is abstract.
+``cronman_plugins.prefork`` forks a warm process, ``cronman_plugins.celery``
+is the distributed one); ``cronman_worker_command`` plugins rewrite a
+:class:`WorkerCommand` before it is spawned. As for lock backends, the one
+method every spawner needs is abstract; the others have defaults for
+spawners that keep nothing warm or see no exit codes.
 """
 
 from __future__ import annotations
 
 import shlex
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,13 +35,43 @@ class RequestedRun:
 
 @dataclass
 class WorkerCommand:
-    """The command that will start a worker; ``cronman_worker_command`` rewrites it."""
+    """The command that will start a worker; ``cronman_worker_command`` rewrites it.
+
+    Wrappers change it through :meth:`wrap`, which also says how a forked
+    worker (the prefork spawner: no exec) does the same thing itself. A
+    command whose argv was changed any other way, or wrapped without such a
+    step, can only be exec'ed: :attr:`fork_steps` is then None.
+    """
 
     argv: list[str]
     env: dict[str, str]
     job_spec: str
     job_class: type[BaseCronJob]
     resumed: bool = False
+    _steps: list[Callable[[], None]] | None = field(default_factory=list, init=False, repr=False)
+    _wrapped: list[str] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._wrapped = list(self.argv)
+
+    def wrap(self, prefix: list[str], in_fork: Callable[[], None] | None = None) -> None:
+        """Put ``prefix`` before the argv; ``in_fork`` (picklable: a module-level
+        function or a ``functools.partial`` of one) does its work in a forked worker."""
+        if not prefix:
+            return
+        self.argv[:0] = prefix
+        if in_fork is None or self._steps is None:
+            self._steps = None
+        else:
+            self._steps.insert(0, in_fork)  # the innermost wrapper runs last, as exec would
+        self._wrapped = list(self.argv)
+
+    @property
+    def fork_steps(self) -> list[Callable[[], None]] | None:
+        """What a forked worker runs before the job, outermost wrapper first; None: exec only."""
+        if self._steps is None or self.argv != self._wrapped:
+            return None
+        return list(self._steps)
 
     def shell_line(self) -> str:
         """The argv as one shell-quoted line (for wrappers that take ``-c``)."""
@@ -61,6 +94,16 @@ class Spawner(ABC):
     @abstractmethod
     def spawn(self, command: WorkerCommand) -> SpawnHandle:
         """Start ``command``; raise for a run that could not be started."""
+
+    def reload(self) -> None:
+        """Get ready anew (a long-lived process's start and its SIGHUP): nothing to do by default."""
+
+    def close(self) -> None:
+        """Let go of what this spawner keeps between spawns (a long-lived process's exit)."""
+
+    def wait(self, handle: SpawnHandle, timeout: float | None = None) -> int:
+        """The exit code of the run ``handle`` started, once it ended (TimeoutError after ``timeout``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot wait for a run")
 
 
 __all__ = ["RequestedRun", "SpawnHandle", "Spawner", "WorkerCommand"]

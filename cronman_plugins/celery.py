@@ -1,6 +1,7 @@
 """Celery spawner: each run goes to a Celery queue; a Celery worker runs it as a local worker.
 
-Switched on by ``CRONMAN_CELERY_ENABLED = True``; the project's Celery app is
+Switched on by ``CRONMAN_SPAWNER = "celery"`` (or django-cronman's
+``CRONMAN_CELERY_ENABLED = True`` when ``CRONMAN_SPAWNER`` is unset); the project's Celery app is
 named by ``CRONMAN_CELERY_APP`` (``"proj.celery.app"``), runs go to
 ``CRONMAN_CELERY_QUEUE`` (default ``"cronman"``). The Celery worker learns the
 task from :func:`register_task`, called once in the project's Celery module.
@@ -47,7 +48,8 @@ conf.declare(
 
 
 def plugin_enabled() -> bool:
-    return bool(conf.get("CRONMAN_CELERY_ENABLED"))
+    chosen = conf.get("CRONMAN_SPAWNER")
+    return chosen == "celery" or (chosen is None and bool(conf.get("CRONMAN_CELERY_ENABLED")))
 
 
 def register_task(app: celery.Celery) -> Any:
@@ -61,7 +63,7 @@ def get_app() -> celery.Celery:
 
     path = conf.get("CRONMAN_CELERY_APP")
     if not path:
-        raise UsageError('CRONMAN_CELERY_ENABLED needs CRONMAN_CELERY_APP, e.g. "proj.celery.app"')
+        raise UsageError('the Celery spawner needs CRONMAN_CELERY_APP, e.g. "proj.celery.app"')
     try:
         app = import_string(path)
     except ImportError as exc:

@@ -39,10 +39,14 @@ _REAP_INTERVAL = 0.5
 
 
 class _Reaper:
-    """Polls spawned children until they exit, so none stays a zombie."""
+    """Polls spawned children until they exit, so none stays a zombie; keeps the last exit codes."""
+
+    #: Exit codes kept for :meth:`wait` (the oldest are forgotten).
+    KEEP_CODES = 10_000
 
     def __init__(self) -> None:
         self._children: list[subprocess.Popen[bytes]] = []
+        self._codes: dict[int, int] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -60,8 +64,30 @@ class _Reaper:
         with self._lock:
             return self._poll()
 
+    def wait(self, pid: int, timeout: float | None) -> int:
+        """The exit code of child ``pid`` (as ``Popen.returncode``), waiting up to ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                self._poll()
+                if pid in self._codes:
+                    return self._codes[pid]
+                if not any(child.pid == pid for child in self._children):
+                    raise LookupError(f"PID {pid} is not a worker this process spawned")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"PID {pid} still runs")
+            time.sleep(0.02)
+
     def _poll(self) -> int:
-        self._children = [child for child in self._children if child.poll() is None]
+        running = []
+        for child in self._children:
+            if child.poll() is None:
+                running.append(child)
+            else:
+                self._codes[child.pid] = child.returncode
+                while len(self._codes) > self.KEEP_CODES:
+                    del self._codes[next(iter(self._codes))]
+        self._children = running
         return len(self._children)
 
     def _run(self) -> None:
@@ -122,16 +148,25 @@ class LocalSpawner(Spawner):
         logger.info("spawned %s as PID %d, log %s", command.job_spec, child.pid, log_path)
         return SpawnHandle(job_spec=command.job_spec, pid=child.pid, log_path=str(log_path))
 
-    def start(self, command: WorkerCommand) -> tuple[subprocess.Popen[bytes], Path]:
-        """Start the worker and its log; the caller reaps it (``spawn``) or waits for it (Celery)."""
+    def wait(self, handle: SpawnHandle, timeout: float | None = None) -> int:
+        if handle.pid is None:
+            raise LookupError(f"{handle.job_spec} has no local PID")
+        return reaper.wait(handle.pid, timeout)
+
+    def open_log(self, job_spec: str) -> tuple[int, Path]:
+        """A new private per-run log (its descriptor, close-on-exec, and path), after pruning the old ones."""
         prune_logs(
             self.logs_dir,
             conf.get("CRONMAN_LOG_KEEP"),
             conf.get("CRONMAN_LOG_MAX_BYTES"),
         )
-        log_path = self.logs_dir / _log_name(command.job_spec)
+        log_path = self.logs_dir / _log_name(job_spec)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-        log_fd = os.open(log_path, flags, 0o600)
+        return os.open(log_path, flags, 0o600), log_path
+
+    def start(self, command: WorkerCommand) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start the worker and its log; the caller reaps it (``spawn``) or waits for it (Celery)."""
+        log_fd, log_path = self.open_log(command.job_spec)
         try:
             return self._popen(command, log_fd), log_path
         finally:
@@ -161,7 +196,9 @@ class LocalSpawner(Spawner):
 
 
 @hookimpl(trylast=True)
-def cronman_spawner(data_dir: Path) -> Spawner:
+def cronman_spawner(data_dir: Path) -> Spawner | None:
+    if conf.get("CRONMAN_SPAWNER") not in (None, "local"):
+        return None  # another spawner was named: pm.spawner() says so if it is not active
     return LocalSpawner(data_dir)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -24,7 +25,9 @@ MAX_SLEEP = 1.0
 EPOCH_LOOK = 5.0
 
 
-def run_daemon(scheduler: Scheduler, stop: threading.Event | None = None) -> None:
+def run_daemon(
+    scheduler: Scheduler, stop: threading.Event | None = None, reload: threading.Event | None = None
+) -> None:
     """Tick at every whole minute of the scheduler's clock until ``stop`` is set.
 
     Every fire instant is a whole minute, so waking at each one is waking at
@@ -32,9 +35,20 @@ def run_daemon(scheduler: Scheduler, stop: threading.Event | None = None) -> Non
     step in either direction is noticed within a second; the watermark and
     the claims make a stepped clock neither repeat nor lose a fire. An
     exception in a tick is reported and the loop goes on; database
-    connections are closed between ticks.
+    connections are closed between ticks. ``reload`` (SIGHUP) has the
+    spawner get ready anew within a second; it does so at start too, and
+    lets go at the end.
     """
     stop = stop or threading.Event()
+    reload = reload or threading.Event()
+    _guarded(scheduler, scheduler.reload)
+    try:
+        _loop(scheduler, stop, reload)
+    finally:
+        _guarded(scheduler, scheduler.close)
+
+
+def _loop(scheduler: Scheduler, stop: threading.Event, reload: threading.Event) -> None:
     clock = scheduler.clock
     poll = conf.get("CRONMAN_TASK_POLL_INTERVAL")
     polling = scheduler.pm.has_impl("cronman_requested_runs")
@@ -42,6 +56,10 @@ def run_daemon(scheduler: Scheduler, stop: threading.Event | None = None) -> Non
     next_poll = next_tick + poll
     next_look = next_tick + EPOCH_LOOK
     while not stop.is_set():
+        if reload.is_set():
+            reload.clear()
+            logger.info("SIGHUP: the spawner gets ready anew")
+            _guarded(scheduler, scheduler.reload)
         now = clock.time()
         if now >= next_tick or next_tick - now > 60.0:  # due, or the clock stepped back
             _guarded(scheduler, scheduler.tick)
@@ -63,18 +81,24 @@ def _guarded(scheduler: Scheduler, action: Callable[[], object]) -> None:
     try:
         action()
     except Exception as exc:
-        logger.error("scheduler tick failed: %s: %s", type(exc).__name__, exc,
+        what = "tick" if action.__name__ in ("tick", "poll_requested") else action.__name__
+        logger.error("scheduler %s failed: %s: %s", what, type(exc).__name__, exc,
                      exc_info=conf.debug())
         scheduler.pm.report_error(exc, {"command": "cron_scheduler daemon"})
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM / SIGINT set ``stop``: the running tick finishes, then the loop ends."""
+def stop_on_signals(stop: threading.Event, reload: threading.Event | None = None) -> Iterator[None]:
+    """SIGTERM / SIGINT set ``stop``: the running tick finishes, then the loop ends; SIGHUP sets ``reload``."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         logger.info("got signal %d: finishing the tick and exiting", signum)
         stop.set()
 
-    with on_stop_signals(handler):
-        yield
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: reload.set()) if reload else None
+    try:
+        with on_stop_signals(handler):
+            yield
+    finally:
+        if reload:
+            signal.signal(signal.SIGHUP, previous)

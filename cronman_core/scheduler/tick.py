@@ -72,8 +72,12 @@ def _fmt(timestamp: float, tz: dt.tzinfo) -> str:
 class Scheduler:
     """Runs ticks: hooks, decision, claims, spawns, requested runs, state."""
 
-    def __init__(self, pm: CronmanPluginManager | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self, pm: CronmanPluginManager | None = None, clock: Clock | None = None, *, long_lived: bool = False
+    ) -> None:
         self.pm = pm or get_plugin_manager()
+        #: A daemon's scheduler: its spawner may keep a warm process (``cronman_spawner``).
+        self.long_lived = long_lived
         self.clock: Clock = clock or SystemClock()
         data_dir = get_data_dir()
         self.state = SchedulerState(data_dir)
@@ -286,7 +290,7 @@ class Scheduler:
         """Start one worker; a failure is logged and reported, and the tick goes on."""
         job_spec = run.job_spec
         try:
-            spawn_job(job_spec, resumed=run.resumed, env=run.env)
+            spawn_job(job_spec, resumed=run.resumed, env=run.env, long_lived=self.long_lived)
         except CronmanError as exc:
             logger.error("cannot start %s: %s", job_spec, exc)
             return False
@@ -304,11 +308,19 @@ class Scheduler:
         logger.debug("pruned %d expired fire claim(s)", removed)
         return now
 
+    def reload(self) -> None:
+        """Have the spawner get ready anew (daemon start, SIGHUP): a warm process is replaced."""
+        self.pm.spawner(long_lived=self.long_lived).reload()
+
+    def close(self) -> None:
+        """Let the spawner go of what it keeps warm (daemon exit); running workers go on."""
+        self.pm.spawner(long_lived=self.long_lived).close()
+
     def describe(self) -> str:
         """One line of what this scheduler runs with: entries, zone, data dir, lock backend, spawner."""
         entries = len(list(self.pm.schedule()))
         backend = self.pm.lock_backend().describe()
-        spawner = type(self.pm.spawner()).__name__
+        spawner = type(self.pm.spawner(long_lived=self.long_lived)).__name__
         return (f"{entries} schedule entries, time zone {self.zone_name}, data dir {self.state.dir.parent}, "
                 f"lock backend {backend}, spawner {spawner}")
 

@@ -62,11 +62,11 @@ class Command(CronmanCommand):
             self.stdout.write("Scheduler is disabled: nothing started.")
 
     def handle_daemon(self, **options: Any) -> None:
-        scheduler = Scheduler()
+        scheduler = Scheduler(long_lived=True)
         logger.info("scheduler daemon starting (PID %d): %s", os.getpid(), scheduler.describe())
-        stop = threading.Event()
-        with stop_on_signals(stop):
-            run_daemon(scheduler, stop)
+        stop, reload = threading.Event(), threading.Event()
+        with stop_on_signals(stop, reload):
+            run_daemon(scheduler, stop, reload)
 
     def handle_enable(self, workers: bool = False, **options: Any) -> None:
         control = HostControl(SchedulerSwitch(get_data_dir()))
