@@ -95,10 +95,10 @@ class Spawner(ABC):
     def spawn(self, command: WorkerCommand) -> SpawnHandle:
         """Start ``command``; raise for a run that could not be started."""
 
-    def reload(self) -> None:
+    def reload(self) -> None:  # noqa: B027  (optional: most spawners keep nothing warm)
         """Get ready anew (a long-lived process's start and its SIGHUP): nothing to do by default."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027
         """Let go of what this spawner keeps between spawns (a long-lived process's exit)."""
 
     def wait(self, handle: SpawnHandle, timeout: float | None = None) -> int:

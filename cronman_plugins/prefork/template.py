@@ -136,13 +136,13 @@ class Template:
             self._reap()
             if (self.retiring or self.orphaned) and not self.children:
                 return 0
-            watched = [self.wake_r] if self.orphaned else [self.sock, self.wake_r]
+            watched = [self.wake_r] if self.orphaned else [self.sock.fileno(), self.wake_r]
             with contextlib.suppress(InterruptedError):
                 readable, _, _ = select.select(watched, [], [], 5.0)
                 if self.wake_r in readable:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self.wake_r, 4096)
-                if self.sock in readable:
+                if not self.orphaned and self.sock.fileno() in readable:
                     self._receive()
 
     def _receive(self) -> None:
