@@ -2,13 +2,17 @@
 
 :class:`CronmanProject` is a throwaway project: a settings module in a temp
 dir layered over your base settings, a private data dir, and ``manage.py``
-commands run as real subprocesses.
+commands run as real subprocesses. :class:`LockBackendContract` and
+:class:`SpawnerContract` are the tests every lock backend and spawner passes.
+Named in ``CRONMAN_PLUGINS``, this module is also a plugin: it adds the
+spawner contract's probe jobs and records their outcomes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -18,9 +22,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cronman_core import hookimpl
+from cronman_core.job import BaseCronJob, CronJobRegistry, JobRun
 from cronman_core.locks import LockBackend
 from cronman_core.process import create_time, hostname
 from cronman_core.records import RunRecord
+from cronman_core.taxonomies import IOPriority, LockType
 
 
 class CronmanProject:
@@ -265,3 +272,227 @@ class LockBackendContract:
         assert lock_backend.prune_claims() == 1
         assert lock_backend.claim("short", 60)
         assert not lock_backend.claim("long", 60)
+
+
+# -- the spawner contract -------------------------------------------------------------
+
+#: Where :class:`SpawnerProbe` runs write what they saw (one JSON line each), and the outcome hooks too.
+PROBE_FILE_ENV = "CRONMAN_PROBE_FILE"
+#: A variable a contract test sets for one run only.
+PROBE_MARK_ENV = "CRONMAN_PROBE_MARK"
+
+
+def _probe_write(payload: dict[str, Any]) -> None:
+    path = os.environ.get(PROBE_FILE_ENV)
+    if path:
+        with open(path, "a") as handle:  # one short line, O_APPEND: whole lines from concurrent runs
+            handle.write(json.dumps(payload) + "\n")
+
+
+def _fd_targets() -> list[str]:
+    targets = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{name}"))
+        except OSError:
+            continue
+    return targets
+
+
+class SpawnerProbe(BaseCronJob):
+    """Reports how it was started: process group, session, niceness, environment, descriptors."""
+
+    lock_type = LockType.PARAMS
+
+    def run(self, tag: str = "", seconds: str = "0", fail: str = "") -> None:
+        import psutil
+
+        print(f"probe stdout {tag}", flush=True)
+        print(f"probe stderr {tag}", file=sys.stderr, flush=True)
+        _probe_write({
+            "event": "run", "tag": tag, "pid": os.getpid(), "pgid": os.getpgrp(), "sid": os.getsid(0),
+            "nice": os.nice(0), "ionice": int(psutil.Process().ionice().ioclass),
+            "mark": os.environ.get(PROBE_MARK_ENV), "resumed": self.context.resumed,
+            "fds": _fd_targets(), "random": random.random(), "run_id": self.context.run_id,
+        })
+        time.sleep(float(seconds))
+        if fail:
+            raise RuntimeError(fail)
+
+
+class NiceSpawnerProbe(SpawnerProbe):
+    """A probe whose job class asks for a lower CPU priority and the idle IO class."""
+
+    worker_cpu_priority = 7
+    worker_io_priority = IOPriority.IDLE
+
+
+@hookimpl
+def cronman_register_jobs(registry: CronJobRegistry) -> None:
+    registry.register(SpawnerProbe)
+    registry.register(NiceSpawnerProbe)
+
+
+def _outcome(run: JobRun, outcome: str) -> None:
+    _probe_write({"event": outcome, "tag": run.spec.kwargs_dict.get("tag", ""), "pid": os.getpid()})
+
+
+@hookimpl
+def cronman_job_succeeded(run: JobRun) -> None:
+    _outcome(run, "succeeded")
+
+
+@hookimpl
+def cronman_job_failed(run: JobRun, exc: BaseException) -> None:
+    _outcome(run, "failed")
+
+
+@hookimpl
+def cronman_job_killed(run: JobRun, signum: int) -> None:
+    _outcome(run, "killed")
+
+
+@hookimpl
+def cronman_job_skipped(run: JobRun, reason: str) -> None:
+    _outcome(run, "skipped")
+
+
+def drive_spawner(runs: list[dict[str, Any]], wait: float | None) -> None:
+    """Spawn ``runs`` (``job_spec`` and optional ``env`` / ``resumed``) as a scheduler daemon does,
+    then print one JSON line: their handles, and their exit codes when ``wait`` is a timeout.
+
+    Run in a project's ``manage.py shell`` by :class:`SpawnerContract`. Without ``wait`` the
+    spawner is closed at once: the runs go on without this process.
+    """
+    from cronman_core.plugins import get_plugin_manager
+    from cronman_core.spawn import spawn_job
+
+    spawner = get_plugin_manager().spawner(long_lived=True)
+    spawner.reload()
+    try:
+        handles = [spawn_job(run["job_spec"], resumed=run.get("resumed", False), env=run.get("env"),
+                             long_lived=True) for run in runs]
+        results = [{"pid": h.pid, "log_path": h.log_path, "remote_id": h.remote_id} for h in handles]
+        if wait is not None:
+            for handle, result in zip(handles, results, strict=True):
+                try:
+                    result["code"] = spawner.wait(handle, wait)
+                except NotImplementedError:
+                    result["code"] = None
+    finally:
+        spawner.close()
+    print(json.dumps({"spawner": type(spawner).__name__, "runs": results}))
+
+
+class SpawnerContract:
+    """Behaviour every :class:`~cronman_core.spawners.Spawner` must have, seen from the runs it starts.
+
+    Subclass it in a pytest module with a ``spawner_project`` fixture: a
+    :class:`CronmanProject` configured with :meth:`probe_settings` and the
+    settings that choose the spawner::
+
+        class TestMySpawner(SpawnerContract):
+            @pytest.fixture
+            def spawner_project(self, tmp_path):
+                return CronmanProject(tmp_path, "proj.settings", **SpawnerContract.probe_settings(),
+                                      CRONMAN_SPAWNER="mine")
+
+    Runs are spawned as the scheduler daemon spawns them, from ``manage.py
+    shell`` (:func:`drive_spawner`); :class:`SpawnerProbe` runs report what
+    they saw. A spawner that cannot wait for a run (``Spawner.wait``) skips
+    the exit-code checks only.
+    """
+
+    @staticmethod
+    def probe_settings(*plugins: str) -> dict[str, Any]:
+        """Settings that add the probe jobs and their outcome hooks to the project."""
+        return {"CRONMAN_PLUGINS": [*plugins, "cronman_core.testing"]}
+
+    @staticmethod
+    def drive(project: CronmanProject, *runs: dict[str, Any], wait: float | None = 60.0) -> dict[str, Any]:
+        project.extra_env[PROBE_FILE_ENV] = str(project.path / "probe.jsonl")
+        code = f"from cronman_core.testing import drive_spawner; drive_spawner({list(runs)!r}, {wait!r})"
+        # stderr to a file: a process the spawner leaves behind (a template) may keep it open.
+        with open(project.path / "driver.log", "a+") as log:
+            result = subprocess.run(project.argv("shell", "-c", code), cwd=project.path, env=project.env(),
+                                    stdout=subprocess.PIPE, stderr=log, text=True, timeout=(wait or 0) + 60)
+            log.seek(0)
+            if result.returncode != 0:
+                raise AssertionError(f"the spawner driver exited {result.returncode}:\n{log.read()}")
+        data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        return data
+
+    @staticmethod
+    def probes(project: CronmanProject, event: str = "run") -> dict[str, dict[str, Any]]:
+        """What each run saw (or which outcome hook each got), by tag."""
+        path = project.path / "probe.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return {item["tag"]: item for item in map(json.loads, lines) if item["event"] == event}
+
+    def _wait_probes(self, project: CronmanProject, tags: set[str], event: str = "run") -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + 60
+        while not tags <= set(self.probes(project, event)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {event} of {sorted(tags)} within 60 s: {self.probes(project, event)}")
+            time.sleep(0.05)
+        return self.probes(project, event)
+
+    def test_each_run_leads_its_own_session_with_its_exit_code_and_outcome(
+        self, spawner_project: CronmanProject
+    ) -> None:
+        data = self.drive(spawner_project, {"job_spec": "SpawnerProbe:tag=ok"},
+                          {"job_spec": "SpawnerProbe:tag=bad,fail=boom"})
+        runs = self._wait_probes(spawner_project, {"ok", "bad"})
+        for tag, handle in zip(("ok", "bad"), data["runs"], strict=True):
+            seen = runs[tag]
+            assert seen["pgid"] == seen["sid"] == seen["pid"], seen
+            if handle["pid"] is not None:
+                assert handle["pid"] == seen["pid"]
+        if data["runs"][0]["code"] is not None:
+            assert [run["code"] for run in data["runs"]] == [0, 1]
+        assert set(self._wait_probes(spawner_project, {"ok"}, "succeeded")) == {"ok"}
+        assert set(self._wait_probes(spawner_project, {"bad"}, "failed")) == {"bad"}
+
+    def test_output_goes_to_the_runs_own_private_log(self, spawner_project: CronmanProject) -> None:
+        data = self.drive(spawner_project, {"job_spec": "SpawnerProbe:tag=logged,fail=kaput"})
+        log_path = data["runs"][0]["log_path"]
+        if log_path is None:
+            return  # a remote spawner: the run's log is on its host
+        text = Path(log_path).read_text()
+        assert "probe stdout logged" in text and "probe stderr logged" in text
+        assert "RuntimeError: kaput" in text
+        assert os.stat(log_path).st_mode & 0o777 == 0o600
+
+    def test_a_runs_environment_and_resumed_flag_reach_that_run_only(self, spawner_project: CronmanProject) -> None:
+        self.drive(
+            spawner_project,
+            {"job_spec": "SpawnerProbe:tag=marked", "env": {PROBE_MARK_ENV: "m1"}, "resumed": True},
+            {"job_spec": "SpawnerProbe:tag=plain"},
+        )
+        runs = self._wait_probes(spawner_project, {"marked", "plain"})
+        assert (runs["marked"]["mark"], runs["marked"]["resumed"]) == ("m1", True)
+        assert (runs["plain"]["mark"], runs["plain"]["resumed"]) == (None, False)
+        assert runs["marked"]["random"] != runs["plain"]["random"]
+
+    def test_the_job_classes_cpu_and_io_priority_are_applied(self, spawner_project: CronmanProject) -> None:
+        self.drive(spawner_project, {"job_spec": "NiceSpawnerProbe:tag=nice"}, {"job_spec": "SpawnerProbe:tag=n0"})
+        runs = self._wait_probes(spawner_project, {"nice", "n0"})
+        assert runs["nice"]["nice"] == runs["n0"]["nice"] + 7
+        assert runs["nice"]["ionice"] == IOPriority.IDLE and runs["n0"]["ionice"] != IOPriority.IDLE
+
+    def test_no_socket_or_pipe_of_the_spawner_reaches_a_run(self, spawner_project: CronmanProject) -> None:
+        self.drive(spawner_project, {"job_spec": "SpawnerProbe:tag=fds"})
+        fds = self._wait_probes(spawner_project, {"fds"})["fds"]["fds"]
+        assert [fd for fd in fds if fd.startswith(("socket:", "pipe:"))] == []
+
+    def test_a_run_is_listed_killed_and_locked_as_any_worker(self, spawner_project: CronmanProject) -> None:
+        self.drive(spawner_project, {"job_spec": "SpawnerProbe:tag=long,seconds=60"}, wait=None)
+        pid = self._wait_probes(spawner_project, {"long"})["long"]["pid"]
+        status = spawner_project.run("cron_worker", "status", "--json")
+        workers = json.loads(status.stdout)["workers"]
+        assert [(w["status"], w["pid"]) for w in workers] == [("ALIVE", pid)], status.stderr
+        self.drive(spawner_project, {"job_spec": "SpawnerProbe:tag=long,seconds=60"})
+        assert set(self._wait_probes(spawner_project, {"long"}, "skipped")) == {"long"}
+        killed = spawner_project.run("cron_worker", "kill", str(pid))
+        assert killed.returncode == 0 and f"TERMED\t{pid}" in killed.stdout, (killed.stdout, killed.stderr)
+        assert set(self._wait_probes(spawner_project, {"long"}, "killed")) == {"long"}

@@ -103,6 +103,7 @@ class _Template:
                 [sys.executable, "-m", "cronman_plugins.prefork.template", str(theirs.fileno())],
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # its log lines go to stderr, the daemon's
                 pass_fds=(theirs.fileno(),),
                 start_new_session=True,
                 close_fds=True,
