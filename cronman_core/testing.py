@@ -52,8 +52,13 @@ class CronmanProject:
         self.extra_env: dict[str, str] = {}
         self.configure(**settings)
 
+    def update(self, **settings: Any) -> None:
+        """Write a new settings module: the settings of the last :meth:`configure`, and ``settings``."""
+        self.configure(**{**self.settings, **settings})
+
     def configure(self, **settings: Any) -> None:
         """Write a new settings module: the base settings, the data dir and ``settings``."""
+        self.settings = dict(settings)
         CronmanProject._counter += 1
         self.settings_module = f"cronman_test_settings_{os.getpid()}_{CronmanProject._counter}"
         lines = [f"from {self.base_settings} import *  # noqa", f"CRONMAN_DATA_DIR = {str(self.data_dir)!r}"]

@@ -11,6 +11,7 @@ from cronman_core.process import hostname
 from cronman_core.records import RunRecord
 from cronman_plugins.pidfile import PidfileBackend
 from tests.conftest import wait_for
+from tests.support.forked import ForkDriver, ForkedWorker
 
 
 def _marks(project, job, event="start"):
@@ -47,13 +48,29 @@ def _forge_record(project, pid, create_time):
     )
 
 
-def _worker(project, spec, new_session=False):
-    """A worker as the scheduler starts it (own session) or as a shell user would."""
-    return project.popen("cron_worker", "run", spec, start_new_session=new_session)
+@pytest.fixture(params=["run", "prefork"], ids=["cron_worker-run", "prefork"])
+def start(request, project):
+    """Start a worker: ``cron_worker run`` (own session, as the local spawner, or as a shell user
+    would) or forked by the prefork spawner as the daemon does (always its own session)."""
+    if request.param == "run":
+        yield lambda spec, new_session=False: project.popen(
+            "cron_worker", "run", spec, start_new_session=new_session)
+        return
+    drivers = []
+
+    def fork(spec, new_session=True):
+        if not drivers:  # at the first run: after the test configured its project
+            project.update(CRONMAN_SPAWNER="prefork")
+            drivers.append(ForkDriver(project))
+        return ForkedWorker(drivers[0], spec)
+
+    yield fork
+    for driver in drivers:
+        driver.close()
 
 
-def test_sigkilled_worker_is_dead_and_resumed_with_the_resumed_flag(project):
-    worker = _worker(project, "Sleep:60,tag=one")
+def test_sigkilled_worker_is_dead_and_resumed_with_the_resumed_flag(project, start):
+    worker = start("Sleep:60,tag=one")
     wait_for(lambda: _marks(project, "Sleep"), timeout=60)
     worker.kill()
     worker.wait()
@@ -69,8 +86,8 @@ def test_sigkilled_worker_is_dead_and_resumed_with_the_resumed_flag(project):
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.startswith("RESUMED\t")
     new_pid = int(resumed.stdout.split("\t")[1])
-    start = wait_for(lambda: [m for m in _marks(project, "Sleep") if m["pid"] == new_pid], timeout=60)
-    assert start[0]["resumed"] is True and start[0]["tag"] == "one"
+    begun = wait_for(lambda: [m for m in _marks(project, "Sleep") if m["pid"] == new_pid], timeout=60)
+    assert begun[0]["resumed"] is True and begun[0]["tag"] == "one"
 
     rows = _rows(project.run("cron_worker", "status"))
     assert [(r[0], r[1]) for r in rows] == [("ALIVE", str(new_pid))]
@@ -124,8 +141,8 @@ def test_a_record_forged_with_the_exact_pid_and_start_time_gets_no_signal(projec
         bystander.wait()
 
 
-def test_a_sigkilled_workers_run_lock_file_is_pruned_by_clean(project):
-    worker = _worker(project, "Sleep:60,tag=pruned")
+def test_a_sigkilled_workers_run_lock_file_is_pruned_by_clean(project, start):
+    worker = start("Sleep:60,tag=pruned")
     wait_for(lambda: _marks(project, "Sleep"), timeout=60)
     (proof,) = (project.data_dir / "runs").iterdir()
     worker.kill()
@@ -138,8 +155,10 @@ def test_a_sigkilled_workers_run_lock_file_is_pruned_by_clean(project):
 
 
 @pytest.mark.parametrize("new_session", [True, False], ids=["group-leader", "shell-started"])
-def test_kill_takes_the_jobs_children_too(project, new_session):
-    worker = _worker(project, "SpawnChild:600", new_session=new_session)
+def test_kill_takes_the_jobs_children_too(project, start, new_session, request):
+    if not new_session and request.node.callspec.params["start"] == "prefork":
+        pytest.skip("a forked worker always leads its own session")
+    worker = start("SpawnChild:600", new_session=new_session)
     child = wait_for(lambda: _marks(project, "SpawnChild"), timeout=60)[0]["child"]
     killed = project.run("cron_worker", "kill", str(worker.pid))
     assert killed.returncode == 0, killed.stderr
@@ -148,17 +167,17 @@ def test_kill_takes_the_jobs_children_too(project, new_session):
     wait_for(lambda: _gone(child), timeout=30)
 
 
-def test_a_job_ignoring_sigterm_is_sigkilled_after_the_grace(project):
+def test_a_job_ignoring_sigterm_is_sigkilled_after_the_grace(project, start):
     project.configure(CRONMAN_KILL_GRACE=0.5)
-    worker = _worker(project, "IgnoreTerm:600", new_session=True)
+    worker = start("IgnoreTerm:600", new_session=True)
     wait_for(lambda: _marks(project, "IgnoreTerm"), timeout=60)
     killed = project.run("cron_worker", "kill", "IgnoreTerm")
     assert [(r[0], r[1]) for r in _rows(killed)] == [("KILLED", str(worker.pid))]
     assert worker.wait(timeout=30) == -9
 
 
-def test_status_filters_by_name_and_params_and_skips_corrupt_records(project):
-    workers = [_worker(project, spec) for spec in ("SleepParams:30", "SleepParams:31", "SleepNoLock:30")]
+def test_status_filters_by_name_and_params_and_skips_corrupt_records(project, start):
+    workers = [start(spec) for spec in ("SleepParams:30", "SleepParams:31", "SleepNoLock:30")]
     try:
         wait_for(lambda: len(_marks(project, "Sleep")) == 3, timeout=60)
         backend = PidfileBackend(project.data_dir)
@@ -188,12 +207,12 @@ def test_status_filters_by_name_and_params_and_skips_corrupt_records(project):
             worker.wait()
 
 
-def test_suspend_cleans_then_kills_so_resume_restarts_only_those(project):
-    old = _worker(project, "SleepParams:60")
+def test_suspend_cleans_then_kills_so_resume_restarts_only_those(project, start):
+    old = start("SleepParams:60")
     wait_for(lambda: _marks(project, "Sleep"), timeout=60)
     old.kill()
     old.wait()
-    current = _worker(project, "SleepParams:61")
+    current = start("SleepParams:61")
     wait_for(lambda: len(_marks(project, "Sleep")) == 2, timeout=60)
 
     suspended = project.run("cron_worker", "suspend")
@@ -260,8 +279,8 @@ def test_a_symlinked_directory_in_the_data_dir_is_refused(project, tmp_path):
     assert "records is a symlink" in line
 
 
-def test_a_worker_without_a_lock_is_listed_and_killed(project):
-    worker = _worker(project, "SleepNoLock:600", new_session=True)
+def test_a_worker_without_a_lock_is_listed_and_killed(project, start):
+    worker = start("SleepNoLock:600", new_session=True)
     wait_for(lambda: _marks(project, "Sleep"), timeout=60)
     (row,) = _rows(project.run("cron_worker", "status"))
     assert (row[0], row[1], row[-1]) == ("ALIVE", str(worker.pid), "SleepNoLock:600")
@@ -277,10 +296,10 @@ def test_a_worker_without_a_lock_is_listed_and_killed(project):
     assert project.run("cron_worker", "kill", "SleepNoLock").returncode == 0
 
 
-def test_kill_ends_a_group_member_that_outlives_its_leader(project):
+def test_kill_ends_a_group_member_that_outlives_its_leader(project, start):
     """The leader exits on SIGTERM; its child ignores SIGTERM in the same group: SIGKILL after the grace."""
     project.configure(CRONMAN_KILL_GRACE=1)
-    worker = _worker(project, "StubbornChild:600", new_session=True)
+    worker = start("StubbornChild:600", new_session=True)
     child = wait_for(lambda: _marks(project, "StubbornChild"), timeout=60)[0]["child"]
     killed = project.run("cron_worker", "kill", "StubbornChild")
     assert killed.returncode == 0, killed.stderr

@@ -15,11 +15,24 @@ from tests.conftest import wait_for
 QUIET = {"CRONMAN_DISABLED_PLUGINS": ("cronman_plugins.tasks", "cronman_plugins.history")}
 
 
+@pytest.fixture(params=["local", "prefork"])
+def spawner(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with each spawner (crontab mode uses the local one with either)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def project(project: CronmanProject, spawner: str) -> CronmanProject:
+    project.extra_env["TEST_SPAWNER"] = spawner
+    return project
+
+
 def use_schedule(project: CronmanProject, *cron_jobs: tuple[str, str], **settings: object) -> None:
-    """Give the project its own CRON_JOBS module (tests never touch the shared one)."""
+    """Give the project its own CRON_JOBS module (tests never touch the shared one), and its spawner."""
     module = f"sched_{project.settings_module}"
     (project.path / f"{module}.py").write_text(f"CRON_JOBS = {cron_jobs!r}\n")
-    project.configure(**{"CRONMAN_JOBS_MODULE": module, **QUIET, **settings})
+    spawner = project.extra_env["TEST_SPAWNER"]
+    project.configure(**{"CRONMAN_JOBS_MODULE": module, "CRONMAN_SPAWNER": spawner, **QUIET, **settings})
 
 
 def set_watermark(project: CronmanProject, watermark: float) -> None:
@@ -71,9 +84,11 @@ def test_daemon_fires_due_job_and_exits_0_on_sigterm(project: CronmanProject) ->
     assert daemon.returncode == 0, err
     assert "Traceback" not in err
     assert "finishing the tick and exiting" in err
+    spawner = project.extra_env["TEST_SPAWNER"]
     assert (f"scheduler daemon starting (PID {daemon.pid}): 1 schedule entries, time zone UTC, "
             f"data dir {project.data_dir}, lock backend pidfile records in {project.data_dir}/records, "
-            "spawner LocalSpawner") in err
+            f"spawner {spawner.capitalize()}Spawner") in err
+    assert ("forked Echo:daemon as PID" in err) == (spawner == "prefork"), err
 
 
 def test_disabled_ticks_spawn_nothing_and_advance_the_watermark(project: CronmanProject) -> None:
