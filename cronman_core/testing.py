@@ -315,7 +315,8 @@ class SpawnerProbe(BaseCronJob):
         print(f"probe stdout {tag}", flush=True)
         print(f"probe stderr {tag}", file=sys.stderr, flush=True)
         _probe_write({
-            "event": "run", "tag": tag, "pid": os.getpid(), "pgid": os.getpgrp(), "sid": os.getsid(0),
+            "event": "run", "tag": tag, "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgrp(),
+            "sid": os.getsid(0),
             "nice": os.nice(0), "ionice": int(psutil.Process().ionice().ioclass),
             "mark": os.environ.get(PROBE_MARK_ENV), "resumed": self.context.resumed,
             "fds": _fd_targets(), "random": random.random(), "run_id": self.context.run_id,

@@ -81,6 +81,10 @@ class SpawnFailed(CronmanError):
     """The template could not fork a run (the scheduler releases its fires for the next tick)."""
 
 
+class TemplateLost(SpawnFailed):
+    """The template exited or did not answer: it is replaced before the next spawn."""
+
+
 class TemplateUnusable(Exception):
     """A template that did not become ready, or must not fork (threads)."""
 
@@ -186,7 +190,7 @@ class _Template:
                 self.children.add(reply["pid"])
         if reply is None:
             why = "exited" if self.dead else f"did not answer within {REPLY_TIMEOUT:g} s"
-            raise SpawnFailed(f"the prefork template (PID {self.pid}) {why}")
+            raise TemplateLost(f"the prefork template (PID {self.pid}) {why}")
         if "error" in reply:
             raise SpawnFailed(f"the prefork template (PID {self.pid}) cannot fork: {reply['error']}")
         pid: int = reply["pid"]
@@ -259,7 +263,11 @@ class PreforkSpawner(Spawner):
                 pid = template.fork(command, log_fd)
             except OSError as exc:  # the socket: the template is gone; nothing was forked
                 self._replace(None)
-                raise SpawnFailed(f"the prefork template (PID {template.pid}) is gone: {exc}") from exc
+                raise TemplateLost(f"the prefork template (PID {template.pid}) is gone: {exc}") from exc
+            except TemplateLost:
+                template.popen.kill()  # stopped or hung (a dead one is harmless to kill): never asked again
+                self._replace(None)
+                raise
             finally:
                 os.close(log_fd)
         logger.info("forked %s as PID %d, log %s", command.job_spec, pid, log_path)

@@ -25,7 +25,11 @@ spawner.reload()
 for line in sys.stdin:
     request = json.loads(line)
     if request["op"] == "spawn":
-        handle = spawn_job(request["spec"], long_lived=True)
+        try:
+            handle = spawn_job(request["spec"], long_lived=True)
+        except Exception as exc:
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+            continue
         print(json.dumps({"pid": handle.pid, "spawner": type(spawner).__name__}), flush=True)
     else:
         try:
@@ -72,7 +76,7 @@ class ForkedWorker:
 
     def __init__(self, driver: ForkDriver, spec: str) -> None:
         answer = driver.ask(op="spawn", spec=spec)
-        assert answer["spawner"] == "PreforkSpawner", answer
+        assert answer.get("spawner") == "PreforkSpawner", answer
         self.driver, self.spec, self.pid = driver, spec, int(answer["pid"])
 
     def kill(self) -> None:

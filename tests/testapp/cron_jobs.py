@@ -213,3 +213,21 @@ class SoakLocked(BaseCronJob):
 cron_job_registry.register(SoakRun)
 for _i in range(5):  # five classes: each its own CLASS lock
     cron_job_registry.register(type(f"SoakLocked{_i}", (SoakLocked,), {"__doc__": SoakLocked.__doc__}))
+
+
+class PgSession(BaseCronJob):
+    """Mark this worker's PostgreSQL session (``pg_backend_pid()``), then hold it ``seconds``."""
+
+    lock_type = LockType.PARAMS
+
+    def run(self, tag, seconds="3"):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        _mark("PgSession", {"event": "start", "tag": tag, "backend": backend, "ppid": os.getppid()})
+        time.sleep(float(seconds))
+
+
+cron_job_registry.register(PgSession)
