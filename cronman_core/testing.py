@@ -22,11 +22,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from cronman_core import hookimpl
 from cronman_core.job import BaseCronJob, CronJobRegistry, JobRun
 from cronman_core.locks import LockBackend
+from cronman_core.plugins import get_plugin_manager
 from cronman_core.process import create_time, hostname
 from cronman_core.records import RunRecord
+from cronman_core.spawn import spawn_job
 from cronman_core.taxonomies import IOPriority, LockType
 
 
@@ -310,16 +314,16 @@ class SpawnerProbe(BaseCronJob):
     lock_type = LockType.PARAMS
 
     def run(self, tag: str = "", seconds: str = "0", fail: str = "") -> None:
-        import psutil
-
+        run = self.context
+        assert run is not None  # a worker always gives its job the run
         print(f"probe stdout {tag}", flush=True)
         print(f"probe stderr {tag}", file=sys.stderr, flush=True)
         _probe_write({
             "event": "run", "tag": tag, "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgrp(),
             "sid": os.getsid(0),
             "nice": os.nice(0), "ionice": int(psutil.Process().ionice().ioclass),
-            "mark": os.environ.get(PROBE_MARK_ENV), "resumed": self.context.resumed,
-            "fds": _fd_targets(), "random": random.random(), "run_id": self.context.run_id,
+            "mark": os.environ.get(PROBE_MARK_ENV), "resumed": run.resumed,
+            "fds": _fd_targets(), "random": random.random(), "run_id": run.run_id,
         })
         time.sleep(float(seconds))
         if fail:
@@ -370,9 +374,6 @@ def drive_spawner(runs: list[dict[str, Any]], wait: float | None) -> None:
     Run in a project's ``manage.py shell`` by :class:`SpawnerContract`. Without ``wait`` the
     spawner is closed at once: the runs go on without this process.
     """
-    from cronman_core.plugins import get_plugin_manager
-    from cronman_core.spawn import spawn_job
-
     spawner = get_plugin_manager().spawner(long_lived=True)
     spawner.reload()
     try:

@@ -31,8 +31,8 @@ def use_schedule(project: CronmanProject, *cron_jobs: tuple[str, str], **setting
     """Give the project its own CRON_JOBS module (tests never touch the shared one), and its spawner."""
     module = f"sched_{project.settings_module}"
     (project.path / f"{module}.py").write_text(f"CRON_JOBS = {cron_jobs!r}\n")
-    spawner = project.extra_env["TEST_SPAWNER"]
-    project.configure(**{"CRONMAN_JOBS_MODULE": module, "CRONMAN_SPAWNER": spawner, **QUIET, **settings})
+    spawner = {"CRONMAN_SPAWNER": project.extra_env["TEST_SPAWNER"]} if "TEST_SPAWNER" in project.extra_env else {}
+    project.configure(**{"CRONMAN_JOBS_MODULE": module, **spawner, **QUIET, **settings})
 
 
 def set_watermark(project: CronmanProject, watermark: float) -> None:

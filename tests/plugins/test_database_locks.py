@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from django.db import connections
 
@@ -18,6 +19,7 @@ from cronman_plugins.database.locks import DatabaseLockBackend, DatabaseUnavaila
 from tests.conftest import wait_for
 from tests.support import cluster
 from tests.support.cluster import started_fires
+from tests.support.forked import ForkDriver, ForkedWorker
 from tests.support.redis_server import free_port
 from tests.support.tasks_support import PG, _pg_admin_connection, need
 
@@ -229,3 +231,30 @@ def test_database_errors_are_one_exception(monkeypatch: pytest.MonkeyPatch) -> N
                                        "PORT": str(free_port())})
     with pytest.raises(DatabaseUnavailable, match="lock database 'nowhere' unreachable"):
         DatabaseLockBackend(alias="nowhere", ttl=3).claim("fire-x", 60, "token")
+
+
+def test_twenty_forked_runs_each_open_their_own_database_session_and_the_template_none(
+    tmp_path: Path, databases: dict[str, Any],
+) -> None:
+    project = cluster.make_host(
+        tmp_path, "pg", ["cronman_plugins.database"], DATABASES=databases, CRONMAN_LOCK_BACKEND="database",
+        CRONMAN_SPAWNER="prefork",
+    )
+    forks = ForkDriver(project)
+    try:
+        workers = [ForkedWorker(forks, f"PgSession:{n},seconds=4") for n in range(20)]
+        marks = wait_for(lambda: len(project.read_marks()) == 20 and project.read_marks(), timeout=60)
+        (template,) = {mark["ppid"] for mark in marks}
+        sessions = {row[0]: row[1] for row in sql(databases, "SELECT pid, client_port FROM pg_stat_activity "
+                                                             "WHERE datname = current_database()")}
+        backends = [mark["backend"] for mark in marks]
+        assert len(set(backends)) == 20 and set(backends) <= set(sessions)
+        ports = {c.laddr.port for c in psutil.Process(template).net_connections("tcp")}
+        assert ports == set(), ports  # the template holds no connection at all
+        by_worker = {w.pid: {c.laddr.port for c in psutil.Process(w.pid).net_connections("tcp")} for w in workers}
+        for mark in marks:
+            assert sessions[mark["backend"]] in by_worker[mark["pid"]]  # its session is its own socket
+        assert [worker.wait() for worker in workers] == [0] * 20
+    finally:
+        forks.close()
+

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -15,8 +14,6 @@ import pytest
 
 from cronman_core.testing import CronmanProject, SpawnerContract
 from tests.conftest import wait_for
-from tests.plugins.test_database_locks import databases, lock_database, sql  # noqa: F401  (fixtures)
-from tests.support import cluster
 from tests.support.forked import ForkDriver, ForkedWorker
 
 PROBE = SpawnerContract.probe_settings()
@@ -97,7 +94,8 @@ def test_a_changed_job_module_brings_a_new_template_before_the_next_run(
               "VERSION = {version}\n"
               "class Versioned(BaseCronJob):\n"
               "    def run(self, tag):\n"
-              "        _probe_write({{'event': 'run', 'tag': tag, 'version': VERSION, 'ppid': __import__('os').getppid()}})\n"
+              "        _probe_write({{'event': 'run', 'tag': tag, 'version': VERSION,\n"
+              "                      'ppid': __import__('os').getppid()}})\n"
               "@hookimpl\n"
               "def cronman_register_jobs(registry):\n"
               "    registry.register(Versioned)\n")
@@ -137,7 +135,8 @@ def test_a_killed_or_stopped_template_is_replaced_and_no_run_is_lost(project: Cr
     assert len(set(_templates(_log(project)))) == 3
 
 
-THREADED = "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), name='at-import', daemon=True).start()\n"
+THREADED = ("import threading, time\n"
+            "threading.Thread(target=time.sleep, args=(3600,), name='at-import', daemon=True).start()\n")
 
 
 @pytest.mark.parametrize(
@@ -168,31 +167,3 @@ def test_where_forking_cannot_be_used_the_local_spawner_runs_jobs_with_one_warni
     assert text.count(warning) == 1, text
     assert len(re.findall(r"spawned SpawnerProbe:tag=\w+ as PID", text)) == 2, text  # the local spawner's line
     assert "forked SpawnerProbe" not in text
-
-
-@pytest.mark.postgres
-def test_twenty_forked_runs_each_open_their_own_database_session_and_the_template_none(
-    tmp_path: Path, databases: dict[str, Any],
-) -> None:
-    project = cluster.make_host(
-        tmp_path, "pg", ["cronman_plugins.database"], DATABASES=databases, CRONMAN_LOCK_BACKEND="database",
-        CRONMAN_SPAWNER="prefork",
-    )
-    forks = ForkDriver(project)
-    try:
-        workers = [ForkedWorker(forks, f"PgSession:{n},seconds=4") for n in range(20)]
-        marks = wait_for(lambda: len(project.read_marks()) == 20 and project.read_marks(), timeout=60)
-        (template,) = {mark["ppid"] for mark in marks}
-        sessions = {row[0]: row[1] for row in sql(databases, "SELECT pid, client_port FROM pg_stat_activity "
-                                                             "WHERE datname = current_database()")}
-        backends = [mark["backend"] for mark in marks]
-        assert len(set(backends)) == 20 and set(backends) <= set(sessions)
-        ports = {c.laddr.port for c in psutil.Process(template).net_connections("tcp")}
-        assert ports == set(), ports  # the template holds no connection at all
-        by_worker = {w.pid: {c.laddr.port for c in psutil.Process(w.pid).net_connections("tcp")} for w in workers}
-        for mark in marks:
-            assert sessions[mark["backend"]] in by_worker[mark["pid"]]  # its session is its own socket
-        assert [worker.wait() for worker in workers] == [0] * 20
-    finally:
-        forks.close()
-
