@@ -1,0 +1,201 @@
+"""Bursts of due jobs and fire-to-run() lateness: the prefork spawner beside the local one and django-cronman.
+
+    .venv/bin/python benchmarks/burst.py burst [--jobs 50]
+    .venv/bin/python benchmarks/burst.py lateness [--fires 200] [--scale 240]
+
+burst:    N jobs due at the same minute. For cronman, a ``cron_scheduler daemon``
+          started 15 s before that minute (so a prefork template is warm), once
+          with ``CRONMAN_SPAWNER = "prefork"`` and once with the local spawner;
+          for django-cronman 3.0.0 (no daemon) its ``cron_scheduler run`` started
+          at the minute, as its crontab line would. Measured: from the fire
+          instant until the last of the N jobs is inside ``run()``, and the sum of
+          the N workers' PSS (``/proc/<pid>/smaps_rollup``: shared pages counted
+          once across the processes that share them) while they sit in ``run()``.
+lateness: a prefork daemon with a clock running ``scale`` times fast (a minute every
+          60/scale s) and one ``* * * * *`` entry; from each fire instant to the
+          moment its forked worker is inside ``run()``.
+
+The projects are lean (contenttypes, auth, the app, the test jobs), the same
+on both sides; each side waits for a real minute start, so ``burst`` takes
+about three minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+
+from scheduler import (  # noqa: E402  (benchmarks/ is not a package)
+    OLD_PROJECT,
+    ScaledClock,
+    make_project,
+    old_python,
+    wait_for_minute_start,
+    write_schedule,
+)
+
+
+def pss_mib(pids: list[int]) -> float:
+    """Sum of the processes' proportional set sizes, in MiB."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def wait_marks(marks: Path, count: int, timeout: float = 120) -> list[dict[str, float]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = marks.read_text().splitlines() if marks.exists() else []
+        if len(lines) >= count:
+            return [json.loads(line) for line in lines]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(lines)} of {count} jobs reached run() in {timeout:g} s")
+        time.sleep(0.01)
+
+
+def report(name: str, fire: float, marks: list[dict[str, float]]) -> tuple[float, float]:
+    pids = [int(m["pid"]) for m in marks]
+    inside = max(m["t"] for m in marks) - fire
+    pss = pss_mib(pids)
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    print(f"| {name} | {inside:.3f} s | {pss:.0f} MiB |", flush=True)
+    return inside, pss
+
+
+def burst_cronman(work: Path, jobs: int, spawner: str) -> tuple[float, float]:
+    pairs = [("* * * * *", f"MarkTime:tag={i},seconds=30") for i in range(jobs)]
+    project = make_project(work / spawner, pairs, CRONMAN_SPAWNER=spawner)
+    for action in ("disable", "run", "enable"):  # a watermark: nothing is due before the next minute
+        project.run("cron_scheduler", action)
+    if time.time() % 60 > 40:
+        wait_for_minute_start()
+    fire = (time.time() // 60 + 1) * 60
+    time.sleep(max(0.0, fire - 15 - time.time()))
+    with open(work / f"{spawner}-daemon.log", "w") as log:
+        daemon = project.popen("cron_scheduler", "daemon", stdout=log, stderr=log)
+        try:
+            marks = wait_marks(project.marks, jobs)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=60)
+    return report(f"cronman daemon, {spawner} spawner", fire, marks)
+
+
+def burst_old(work: Path, jobs: int) -> tuple[float, float]:
+    old = work / "old"
+    data = old / "data"
+    data.mkdir(parents=True, mode=0o700)
+    for name, text in OLD_PROJECT.items():
+        (old / name).parent.mkdir(parents=True, exist_ok=True)
+        (old / name).write_text(text.replace("@DATA@", repr(str(data))))
+    write_schedule(old, "bench_schedule", [("* * * * *", f"MarkTime:tag={i},seconds=30") for i in range(jobs)])
+    marks = old / "marks.jsonl"
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="old_settings", PYTHONPATH=str(old),
+               CRONMAN_TEST_MARKS=str(marks))
+    argv = [str(old_python()), "manage.py", "cron_scheduler", "run"]
+    wait_for_minute_start(offset=0.0)
+    fire = time.time() // 60 * 60
+    tick = subprocess.Popen(argv, env=env, cwd=old, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    found = wait_marks(marks, jobs)
+    tick.wait()
+    return report("django-cronman 3.0.0, `cron_scheduler run` from cron", fire, found)
+
+
+def bench_burst(jobs: int) -> None:
+    old_python()  # build its venv before anything is timed
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        print(f"{jobs} jobs due at the same minute: fire instant until all are inside run(), and their ΣPSS")
+        print("| spawner | all inside run() | ΣPSS |")
+        print("|---|---|---|")
+        prefork = burst_cronman(work, jobs, "prefork")
+        local = burst_cronman(work, jobs, "local")
+        old = burst_old(work, jobs)
+        print(f"prefork / django-cronman: time x{prefork[0] / old[0]:.3f}, ΣPSS x{prefork[1] / old[1]:.3f}; "
+              f"prefork / local: time x{prefork[0] / local[0]:.3f}, ΣPSS x{prefork[1] / local[1]:.3f}")
+
+
+def lateness_child(fires: int, scale: float, marks: Path) -> None:
+    import django
+
+    django.setup()
+    from cronman_core.scheduler.daemon import run_daemon
+    from cronman_core.scheduler.tick import Scheduler
+
+    clock = ScaledClock(scale)
+    scheduler = Scheduler(clock=clock, long_lived=True)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if marks.exists() and len(marks.read_text().splitlines()) > fires:
+                stop.set()
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+    run_daemon(scheduler, stop)
+    lateness = []
+    # The first fire is the start-up catch-up of the current minute: not a timed one.
+    for line in marks.read_text().splitlines()[1 : fires + 1]:
+        inside = json.loads(line)["t"]
+        slot = clock.at(inside) // 60 * 60  # the minute it fired for (lateness < 60 fake s)
+        lateness.append(inside - clock.real(slot))
+    print(json.dumps(lateness))
+
+
+def bench_lateness(fires: int, scale: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        project = make_project(Path(tmp), [("* * * * *", "MarkTime:tag=late")], CRONMAN_SPAWNER="prefork",
+                               LOGGING={"version": 1, "disable_existing_loggers": False})
+        out = subprocess.run([sys.executable, __file__, "_lateness-child", "--fires", str(fires),
+                              "--scale", str(scale), "--marks", str(project.marks)],
+                             env=project.env(), cwd=project.path, capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(out.stderr[-3000:])
+        lateness = sorted(json.loads(out.stdout.splitlines()[-1]))
+        p50 = lateness[len(lateness) // 2] * 1000
+        p99 = lateness[min(len(lateness) - 1, int(len(lateness) * 0.99))] * 1000
+        print(f"prefork daemon, fire to inside run() over {len(lateness)} fires (clock x{scale:g}): "
+              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lateness[-1] * 1000:.1f} ms, "
+              f"min {lateness[0] * 1000:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    burst_p = sub.add_parser("burst")
+    burst_p.add_argument("--jobs", type=int, default=50)
+    late_p = sub.add_parser("lateness")
+    late_p.add_argument("--fires", type=int, default=200)
+    late_p.add_argument("--scale", type=float, default=240)
+    child = sub.add_parser("_lateness-child")
+    child.add_argument("--fires", type=int, required=True)
+    child.add_argument("--scale", type=float, required=True)
+    child.add_argument("--marks", type=Path, required=True)
+    args = parser.parse_args()
+    if args.what == "burst":
+        bench_burst(args.jobs)
+    elif args.what == "lateness":
+        bench_lateness(args.fires, args.scale)
+    else:
+        lateness_child(args.fires, args.scale, args.marks)
+
+
+if __name__ == "__main__":
+    main()
