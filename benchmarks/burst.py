@@ -81,12 +81,12 @@ def report(name: str, fire: float, marks: list[dict[str, float]]) -> tuple[float
 def burst_cronman(work: Path, jobs: int, spawner: str) -> tuple[float, float]:
     pairs = [("* * * * *", f"MarkTime:tag={i},seconds=30") for i in range(jobs)]
     project = make_project(work / spawner, pairs, CRONMAN_SPAWNER=spawner)
-    for action in ("disable", "run", "enable"):  # a watermark: nothing is due before the next minute
-        project.run("cron_scheduler", action)
     if time.time() % 60 > 40:
         wait_for_minute_start()
     fire = (time.time() // 60 + 1) * 60
     time.sleep(max(0.0, fire - 15 - time.time()))
+    for action in ("disable", "run", "enable"):  # a watermark: nothing is due before the next minute
+        project.run("cron_scheduler", action)
     with open(work / f"{spawner}-daemon.log", "w") as log:
         daemon = project.popen("cron_scheduler", "daemon", stdout=log, stderr=log)
         try:
