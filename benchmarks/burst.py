@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from scheduler import (  # noqa: E402  (benchmarks/ is not a package)
     OLD_PROJECT,
-    ScaledClock,
+    lateness_child,
     make_project,
     old_python,
     wait_for_minute_start,
@@ -131,34 +130,6 @@ def bench_burst(jobs: int) -> None:
               f"prefork / local: time x{prefork[0] / local[0]:.3f}, ΣPSS x{prefork[1] / local[1]:.3f}")
 
 
-def lateness_child(fires: int, scale: float, marks: Path) -> None:
-    import django
-
-    django.setup()
-    from cronman_core.scheduler.daemon import run_daemon
-    from cronman_core.scheduler.tick import Scheduler
-
-    clock = ScaledClock(scale)
-    scheduler = Scheduler(clock=clock, long_lived=True)
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            if marks.exists() and len(marks.read_text().splitlines()) > fires:
-                stop.set()
-            time.sleep(0.05)
-
-    threading.Thread(target=watch, daemon=True).start()
-    run_daemon(scheduler, stop)
-    lateness = []
-    # The first fire is the start-up catch-up of the current minute: not a timed one.
-    for line in marks.read_text().splitlines()[1 : fires + 1]:
-        inside = json.loads(line)["t"]
-        slot = clock.at(inside) // 60 * 60  # the minute it fired for (lateness < 60 fake s)
-        lateness.append(inside - clock.real(slot))
-    print(json.dumps(lateness))
-
-
 def bench_lateness(fires: int, scale: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project(Path(tmp), [("* * * * *", "MarkTime:tag=late")], CRONMAN_SPAWNER="prefork",
@@ -194,7 +165,7 @@ def main() -> None:
     elif args.what == "lateness":
         bench_lateness(args.fires, args.scale)
     else:
-        lateness_child(args.fires, args.scale, args.marks)
+        lateness_child(args.fires, args.scale, args.marks, long_lived=True)
 
 
 if __name__ == "__main__":

@@ -298,7 +298,10 @@ class ScaledClock:
         return event.wait(max(0.0, seconds) / self.scale)
 
 
-def lateness_child(fires: int, scale: float, records: Path) -> None:
+def lateness_child(fires: int, scale: float, records: Path, long_lived: bool = False) -> None:
+    """A daemon loop on a scaled clock until ``records`` (JSON lines with a time ``t``) has ``fires`` + 1
+    lines; prints each one's lateness after its fire instant. ``long_lived``: as ``cron_scheduler daemon``
+    (a spawner may keep a warm process)."""
     import django
 
     django.setup()
@@ -306,7 +309,7 @@ def lateness_child(fires: int, scale: float, records: Path) -> None:
     from cronman_core.scheduler.tick import Scheduler
 
     clock = ScaledClock(scale)
-    scheduler = Scheduler(clock=clock)
+    scheduler = Scheduler(clock=clock, long_lived=long_lived)
     stop = threading.Event()
 
     def watch() -> None:
