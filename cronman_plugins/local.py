@@ -2,9 +2,10 @@
 
 Each worker gets its own session (``kill`` signals the whole group, the job's
 children too), the command's environment, no stdin, and a private per-run log
-file under ``<data dir>/logs``. Logs are pruned at each spawn: the newest
-``CRONMAN_LOG_KEEP`` files are kept and none grows past
-``CRONMAN_LOG_MAX_BYTES`` (its tail is kept). Finished workers are reaped by a
+file under ``<data dir>/logs``. Logs are pruned at a spawn, at most once a
+second per process (a burst of spawns would otherwise list the directory
+for each): the newest ``CRONMAN_LOG_KEEP`` files are kept and none grows
+past ``CRONMAN_LOG_MAX_BYTES`` (its tail is kept). Finished workers are reaped by a
 background thread that polls them, so a long-running scheduler leaves no
 zombies and needs no SIGCHLD handler.
 """
@@ -36,6 +37,9 @@ conf.declare(
 TRUNCATED = b"[cronman: log truncated, the tail follows]\n"
 _ENOMEM_RETRY_DELAY = 1.0
 _REAP_INTERVAL = 0.5
+#: Logs are pruned at most this often by one process.
+PRUNE_INTERVAL = 1.0
+_pruned: dict[Path, float] = {}
 
 
 class _Reaper:
@@ -155,11 +159,14 @@ class LocalSpawner(Spawner):
 
     def open_log(self, job_spec: str) -> tuple[int, Path]:
         """A new private per-run log (its descriptor, close-on-exec, and path), after pruning the old ones."""
-        prune_logs(
-            self.logs_dir,
-            conf.get("CRONMAN_LOG_KEEP"),
-            conf.get("CRONMAN_LOG_MAX_BYTES"),
-        )
+        now = time.monotonic()
+        if now - _pruned.get(self.logs_dir, -PRUNE_INTERVAL) >= PRUNE_INTERVAL:
+            _pruned[self.logs_dir] = now
+            prune_logs(
+                self.logs_dir,
+                conf.get("CRONMAN_LOG_KEEP"),
+                conf.get("CRONMAN_LOG_MAX_BYTES"),
+            )
         log_path = self.logs_dir / _log_name(job_spec)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         return os.open(log_path, flags, 0o600), log_path

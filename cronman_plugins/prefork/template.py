@@ -84,10 +84,15 @@ def warm_up() -> None:
     from django.core.management import load_command_class
     from django.db import connections
 
+    from cronman_core.datadir import get_data_dir
     from cronman_core.plugins import get_plugin_manager
+    from cronman_core.process import hostname
 
-    get_plugin_manager()  # plugins, their settings, every job module
-    load_command_class("cronman_core", "cron_worker")
+    pm = get_plugin_manager()  # plugins, their settings, every job module
+    pm.reserved_params  # noqa: B018  (computed once here, not in every run)
+    get_data_dir()
+    hostname()
+    load_command_class("cronman_core", "cron_worker").create_parser("django", "cron_worker")  # argparse, gettext
     connections.close_all()
     caches.close_all()
 

@@ -64,3 +64,18 @@ def test_logs_are_pruned_to_the_newest_and_capped(tmp_path):
     assert sorted(p.name for p in logs.iterdir()) == ["3.log", "4.log"]
     data = (logs / "4.log").read_bytes()
     assert data.startswith(TRUNCATED) and data.endswith(b"end4") and len(data) < 100
+
+
+def test_a_burst_of_spawns_lists_the_logs_once_a_second(data_dir, monkeypatch, settings):
+    import cronman_plugins.local as local
+
+    pruned = []
+    monkeypatch.setattr(local, "prune_logs", lambda *args: pruned.append(args))
+    clock = [1000.0]
+    monkeypatch.setattr(local.time, "monotonic", lambda: clock[0])
+    spawner = LocalSpawner(data_dir)
+    for step in (0.0, 0.3, 0.6, 0.5, 0.1):  # at 1000.0, 1000.3, 1000.9, 1001.4, 1001.5
+        clock[0] += step
+        fd, _path = spawner.open_log("Echo")
+        os.close(fd)
+    assert len(pruned) == 2  # at 1000.0 and at 1001.4
