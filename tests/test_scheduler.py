@@ -251,9 +251,17 @@ class _FlakyScheduler:
         self.looks: list[float] = []
         self.reported: list[BaseException] = []
         self.pm = self
+        self.calls: list[str] = []
+        self.reload_event = threading.Event()
 
     def has_impl(self, name: str) -> bool:
         return False
+
+    def reload(self) -> None:
+        self.calls.append("reload")
+
+    def close(self) -> None:
+        self.calls.append("close")
 
     def report_error(self, exc: BaseException, context: dict[str, object], run: object = None) -> None:
         self.reported.append(exc)
@@ -263,6 +271,9 @@ class _FlakyScheduler:
 
     def tick(self) -> None:
         self.ticks.append(self.clock.now)
+        self.calls.append("tick")
+        if len(self.ticks) == 3:
+            self.reload_event.set()  # as SIGHUP does
         if len(self.ticks) == 2:
             raise RuntimeError("tick broke")
         if len(self.ticks) == 4:
@@ -272,7 +283,9 @@ class _FlakyScheduler:
 def test_daemon_ticks_at_every_minute_and_survives_a_failing_tick() -> None:
     stop = threading.Event()
     scheduler = _FlakyScheduler(stop)
-    run_daemon(scheduler, stop)  # type: ignore[arg-type]
+    run_daemon(scheduler, stop, scheduler.reload_event)  # type: ignore[arg-type]
+    # the spawner gets ready at start and on SIGHUP (within the second), and lets go at the end
+    assert scheduler.calls == ["reload", "tick", "tick", "tick", "reload", "tick", "close"]
     assert scheduler.ticks[0] == at(10, 0, 30)  # at start, to catch up
     assert [t - at(10, 0) for t in scheduler.ticks[1:]] == pytest.approx([60, 120, 180], abs=0.01)
     assert [str(e) for e in scheduler.reported] == ["tick broke"]
