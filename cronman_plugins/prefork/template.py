@@ -230,8 +230,7 @@ class Template:
             for fd in _open_fds() - self.baseline - {0, 1, 2}:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            os.environ.clear()
-            os.environ.update(request["env"])
+            _take_environment(request["env"])
             random.seed()
             sys.argv = [_entry(request["argv"]), "cron_worker", "run", request["job_spec"]]
             for step in request["steps"]:
@@ -246,6 +245,15 @@ class Template:
                 with contextlib.suppress(Exception):
                     stream.flush()
             os._exit(code)
+
+
+def _take_environment(env: dict[str, str]) -> None:
+    """Make ``os.environ`` the run's: only what differs is set or unset (each is a libc call)."""
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 def _entry(argv: list[str]) -> str:
