@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/burst.py burst [--jobs 50]
     .venv/bin/python benchmarks/burst.py lateness [--fires 200] [--scale 240]
+    .venv/bin/python benchmarks/burst.py faults [--forks 5]
 
 burst:    N jobs due at the same minute. For cronman, a ``cron_scheduler daemon``
           started 15 s before that minute (so a prefork template is warm), once
@@ -14,6 +15,9 @@ burst:    N jobs due at the same minute. For cronman, a ``cron_scheduler daemon`
 lateness: a prefork daemon with a clock running ``scale`` times fast (a minute every
           60/scale s) and one ``* * * * *`` entry; from each fire instant to the
           moment its forked worker is inside ``run()``.
+faults:   where a forked run's time goes: a warm template (as the prefork spawner
+          sets it up) forks a child that runs the worker path twice; each run's
+          time and page faults (copy-on-write of the template's pages).
 
 The projects are lean (contenttypes, auth, the app, the test jobs), the same
 on both sides; each side waits for a real minute start, so ``burst`` takes
@@ -147,6 +151,40 @@ def bench_lateness(fires: int, scale: float) -> None:
               f"min {lateness[0] * 1000:.1f} ms")
 
 
+def bench_faults(forks: int) -> None:
+    import gc
+    import resource
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project = make_project(Path(tmp), [("0 0 1 1 *", "Noop")])
+        os.environ.update(project.env())
+        sys.path.insert(0, str(project.path))
+        from cronman_plugins.prefork.template import run_worker, warm_up
+
+        warm_up()
+        gc.freeze()
+        print("| fork | first run | its page faults | second run | its page faults |")
+        print("|---|---|---|---|---|")
+        for fork in range(forks):
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.setsid()
+                figures = []
+                for attempt in range(2):
+                    faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+                    run_worker(f"MarkTime:tag={fork}-{attempt}")
+                    figures += [(time.perf_counter() - start) * 1000,
+                                resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults]
+                os.write(write_fd, json.dumps(figures).encode())
+                os._exit(0)
+            os.close(write_fd)
+            first, first_faults, second, second_faults = json.loads(os.read(read_fd, 4096))
+            os.close(read_fd)
+            os.waitpid(pid, 0)
+            print(f"| {fork} | {first:.1f} ms | {first_faults} | {second:.1f} ms | {second_faults} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -155,6 +193,8 @@ def main() -> None:
     late_p = sub.add_parser("lateness")
     late_p.add_argument("--fires", type=int, default=200)
     late_p.add_argument("--scale", type=float, default=240)
+    faults_p = sub.add_parser("faults")
+    faults_p.add_argument("--forks", type=int, default=5)
     child = sub.add_parser("_lateness-child")
     child.add_argument("--fires", type=int, required=True)
     child.add_argument("--scale", type=float, required=True)
@@ -164,6 +204,8 @@ def main() -> None:
         bench_burst(args.jobs)
     elif args.what == "lateness":
         bench_lateness(args.fires, args.scale)
+    elif args.what == "faults":
+        bench_faults(args.forks)
     else:
         lateness_child(args.fires, args.scale, args.marks, long_lived=True)
 
