@@ -24,11 +24,13 @@ from cronman_core.errors import (
     PluginError,
     SettingError,
     UnknownJobError,
+    UsageError,
 )
 from cronman_core.job import BaseCronJob, cron_job_registry
 from cronman_core.jobspec import bind, parse
 from cronman_core.pluginapp import CronmanPluginAppConfig
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
+from cronman_core.policies import check_options, policy_for
 from cronman_core.scheduler.tick import Scheduler
 
 
@@ -127,6 +129,11 @@ def check_migrations(
     )]
 
 
+OPTIONS_HINT = ("Run policy options: time_zone (an IANA name), misfire_grace and max_runtime (seconds or None), "
+                "overlap ('skip', 'replace' or 'wait'), overlap_wait, retries (a whole number), retry_delay; "
+                "see docs/scheduling.md, Run policies.")
+
+
 @dataclass(frozen=True)
 class Problem:
     """A schedule problem for ``manage.py check``: check id (``E`` error, ``W`` warning), message, hint."""
@@ -156,6 +163,10 @@ def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
             problems.append(Problem("cronman.E017", f"cron job {name!r} ({where}) has no run() of its own: "
                                     "every run of it would fail",
                                     f"Define run(self, ...) in {job_class.__qualname__}."))
+        try:
+            policy_for(job_class)
+        except UsageError as exc:
+            problems.append(Problem("cronman.E016", str(exc), OPTIONS_HINT))
     positions: dict[str, int] = {}
     for entry in entries:
         position = positions[entry.source] = positions.get(entry.source, -1) + 1
@@ -169,6 +180,10 @@ def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
             if not expr.possible:
                 problems.append(Problem("cronman.W010", f"{where}: no date matches {expr.text!r}, "
                                         "it never fires", "Check the day-of-month and month fields."))
+        try:
+            check_options(entry.option_dict, f"{where} options")
+        except UsageError as exc:
+            problems.append(Problem("cronman.E016", str(exc), OPTIONS_HINT))
         try:
             spec = parse(entry.job_spec)
             job_class = cron_job_registry.get(spec.name)

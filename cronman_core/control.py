@@ -90,10 +90,11 @@ def _matcher(target: str | None) -> Callable[[RunRecord], bool]:
     return matches
 
 
-def _select(backend: LockBackend, target: str | None) -> list[RunRecord]:
-    """The records ``target`` names; a job name that matches nothing and no registered job is refused."""
+def _select(backend: LockBackend, target: str | None, key: str | None = None) -> list[RunRecord]:
+    """The records ``target`` names (and that hold lock ``key``, when given); a job name that matches
+    nothing and no registered job is refused."""
     matches = _matcher(target)
-    found = [record for record in backend.records() if matches(record)]
+    found = [record for record in backend.records() if matches(record) and key in (None, record.key)]
     found.sort(key=lambda record: (record.started_at, record.pid))
     if not found and target and not target.isdigit():
         cron_job_registry.get(parse(target).name)  # a typo: UnknownJobError with "did you mean"
@@ -245,9 +246,15 @@ def _wait(victims: list[_Victim], seconds: float) -> None:
 
 
 def kill(
-    target: str | None = None, grace: float | None = None, *, everywhere: bool = False, timeout: float = 30.0
+    target: str | None = None,
+    grace: float | None = None,
+    *,
+    key: str | None = None,
+    everywhere: bool = False,
+    timeout: float = 30.0,
 ) -> list[WorkerEntry]:
-    """SIGTERM matching workers' process groups, SIGKILL those alive after ``grace``.
+    """SIGTERM matching workers' process groups (``key``: those holding that lock), SIGKILL those
+    alive after ``grace``.
 
     ``kill <PID>`` of anything but a live cronman worker raises
     :class:`UsageError`; DEAD records are reported and left alone. With
@@ -258,7 +265,7 @@ def kill(
     """
     backend = get_plugin_manager().lock_backend()
     grace = conf.get("CRONMAN_KILL_GRACE") if grace is None else float(grace)
-    records = _select(backend, target)
+    records = _select(backend, target, key)
     victims: list[_Victim] = []
     entries: dict[str, WorkerEntry] = {}
     local = hostname()

@@ -34,6 +34,17 @@ class BaseCronJob:
     can_resume: ClassVar[bool] = False
     #: Seconds a missed occurrence may be late and still run (None: CRONMAN_MISFIRE_GRACE).
     misfire_grace: ClassVar[float | None] = None
+    # Run policies (cronman_core.policies; a CRON_JOBS entry's options override them):
+    #: IANA zone of the schedule entries' time specs (None: CRONMAN_TIME_ZONE).
+    time_zone: ClassVar[str | None] = None
+    #: Seconds a run may take; then its process group is stopped (status timeout, exit 124).
+    max_runtime: ClassVar[float | None] = None
+    #: When the lock is held: "skip", "replace" (stop the holder first) or "wait" (up to overlap_wait s).
+    overlap: ClassVar[str] = "skip"
+    overlap_wait: ClassVar[float] = 60.0
+    #: A failed run is run again up to ``retries`` times, ``retry_delay * 2**n`` s later, never past the next fire.
+    retries: ClassVar[int] = 0
+    retry_delay: ClassVar[float] = 60.0
 
     def __init__(self, run: JobRun | None = None) -> None:
         self.context = run
@@ -66,6 +77,9 @@ class JobRun:
     fencing_token: int | None = None
     #: The failed run's traceback (its last 10,000 characters); ``error`` is its last line.
     traceback: str | None = None
+    #: This run is attempt ``attempt`` of ``attempts`` (``retries`` + 1) of one start of its job spec.
+    attempt: int = 1
+    attempts: int = 1
 
     @property
     def job_name(self) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cronman_core import conf
 from cronman_core.errors import UsageError
@@ -16,6 +17,8 @@ class ScheduleEntry:
 
     ``default=True`` marks a plugin's default entry (e.g. RunCronTasks every
     4 minutes) that any other entry for the same job name replaces.
+    ``options`` are the entry's run policy options (``cronman_core.policies``),
+    as given: ``manage.py check`` and the worker validate them.
     Slotted, and ``source`` names the list (not the line), so a schedule of
     100,000 lines stays a few MiB.
     """
@@ -25,6 +28,23 @@ class ScheduleEntry:
     source: str = "CRON_JOBS"
     default: bool = False
     misfire_grace: float | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def from_item(cls, item: Any, source: str) -> ScheduleEntry:
+        """An entry from a ``(time spec, job spec)`` or ``(time spec, job spec, options)`` item."""
+        if isinstance(item, list | tuple) and len(item) in (2, 3) and all(isinstance(x, str) for x in item[:2]):
+            options = item[2] if len(item) == 3 else {}
+            if isinstance(options, Mapping):
+                grace = options.get("misfire_grace")
+                return cls(item[0], item[1], source, options=tuple(options.items()),
+                           misfire_grace=grace if isinstance(grace, int | float) else None)
+        raise UsageError(f"{source}: not a (time spec, job spec) pair or a (time spec, job spec, options dict) "
+                         f"triple: {item!r}")
+
+    @property
+    def option_dict(self) -> dict[str, Any]:
+        return dict(self.options)
 
 
 def job_name(job_spec: str) -> str:
@@ -48,11 +68,8 @@ class Schedule:
             for item in part or ():
                 if isinstance(item, ScheduleEntry):
                     yield item
-                elif isinstance(item, tuple | list) and len(item) == 2:
-                    yield ScheduleEntry(item[0], item[1], source="plugin")
                 else:
-                    raise UsageError(f"a plugin gave a schedule entry that is not a "
-                                     f"(time spec, job spec) pair: {item!r}")
+                    yield ScheduleEntry.from_item(item, "a plugin's schedule entry")
 
     def __iter__(self) -> Iterator[ScheduleEntry]:
         names: set[str] = set()

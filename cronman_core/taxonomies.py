@@ -46,5 +46,7 @@ class RunStatus:
     KILLED = "killed"
     SKIPPED = "skipped"
     LOST_LOCK = "lost_lock"
+    #: Stopped at its ``max_runtime`` (exit code 124).
+    TIMEOUT = "timeout"
     #: Fires that never ran (history only): given up by the scheduler, with the reason.
     MISSED = "missed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -13,12 +14,14 @@ from collections.abc import Collection
 from types import FrameType
 
 from cronman_core import conf
+from cronman_core.control import kill
 from cronman_core.datadir import get_data_dir
 from cronman_core.errors import CronmanError
 from cronman_core.job import BaseCronJob, JobRun
 from cronman_core.jobspec import JobSpec, bind, canonical_params
 from cronman_core.locks import FireClaims, Lock
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
+from cronman_core.policies import NEXT_FIRE_ENV, RunPolicy, options_from_env, policy_for
 from cronman_core.process import create_time, on_stop_signals, signal_own_run
 from cronman_core.records import RunRecord
 from cronman_core.runproof import holding_proof
@@ -31,6 +34,10 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 #: The run's lock was lost while it ran, or could not be asked for: nothing runs unguarded.
 EXIT_LOCK = 3
+#: The run took longer than its ``max_runtime`` and was stopped (as GNU ``timeout`` exits).
+EXIT_TIMEOUT = 124
+#: How often a run with ``overlap = "wait"`` (or one replacing the holder) asks for the lock again.
+LOCK_POLL = 0.2
 
 #: Most error text any hook gets (the full traceback goes to the error reporter).
 ERROR_TEXT_LIMIT = 10_000
@@ -50,22 +57,50 @@ class LockLost(CronmanError):
     exit_code = EXIT_LOCK
 
 
+class RunTimeout(CronmanError):
+    """What the failed notifiers get for a run stopped at its ``max_runtime``."""
+
+    exit_code = EXIT_TIMEOUT
+
+
 class _SelfStop:
-    """Stops this run from within (its lock was lost, or a stop was asked for through it):
-    SIGTERM to the run's process group, SIGKILL after the kill grace, as ``kill`` does."""
+    """Stops this run from within (its lock was lost, its max_runtime passed, or a stop was asked
+    for through it): SIGTERM to the run's process group, SIGKILL after the kill grace, as ``kill`` does."""
 
     def __init__(self) -> None:
         self.lost = threading.Event()
+        self.timed_out = threading.Event()
+        self.killer: threading.Timer | None = None
+        self._stopped_at = 0.0
 
     def lock_lost(self) -> None:
         self.lost.set()
         self.stop()
 
+    def timeout(self) -> None:
+        self.timed_out.set()
+        self.stop()
+
     def stop(self) -> None:
-        killer = threading.Timer(conf.get("CRONMAN_KILL_GRACE"), signal_own_run, (signal.SIGKILL,))
-        killer.daemon = True
-        killer.start()
+        self._stopped_at = time.monotonic()
+        self.killer = threading.Timer(conf.get("CRONMAN_KILL_GRACE"), signal_own_run, (signal.SIGKILL,))
+        self.killer.daemon = True
+        self.killer.start()
         signal_own_run(signal.SIGTERM)
+
+    def finish_timeout(self) -> None:
+        """The job gave up on SIGTERM: its notifications must not be cut by the SIGKILL meant for
+        it, but what it started gets that SIGKILL at the end of the grace all the same."""
+        import psutil  # local: start-up time
+
+        if self.killer is not None:
+            self.killer.cancel()
+            remaining = max(0.0, conf.get("CRONMAN_KILL_GRACE") - (time.monotonic() - self._stopped_at))
+            children = psutil.Process().children(recursive=True)
+            _gone, alive = psutil.wait_procs(children, timeout=remaining)
+            for child in alive:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
 
 
 def lock_key(job_class: type[BaseCronJob], spec: JobSpec, reserved: Collection[str] = ()) -> str | None:
@@ -126,19 +161,76 @@ def _raise_killed(signum: int, frame: FrameType | None) -> None:
 
 
 def run_job(job_spec: str) -> int:
-    """Run ``job_spec`` here; return the exit code (0 done or locked, 1 raised, 128+sig killed).
+    """Run ``job_spec`` here; return the exit code (0 done or locked, 1 raised, 3 lock lost,
+    124 past its max_runtime, 128+sig killed).
 
-    Usage errors (bad spec, unknown job, params that don't fit ``run()``)
-    raise :class:`~cronman_core.errors.UsageError` before anything runs.
+    Usage errors (bad spec, unknown job, params that don't fit ``run()``, bad
+    run policy options) raise :class:`~cronman_core.errors.UsageError`
+    before anything runs. A failed run is run again per its ``retries``
+    policy: each attempt is a run of its own (record, hooks, history).
     """
     pm = get_plugin_manager()
     spec, job_class = pm.resolve(job_spec)
-    run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed())
-    with holding_proof(get_data_dir(), run.run_id):  # before any record names this process
-        return _run(pm, spec, job_class, run)
+    policy = policy_for(job_class, options_from_env())
+    next_fire = _next_fire()
+    attempts = policy.retries + 1
+    for attempt in range(1, attempts + 1):
+        run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed(),
+                     attempt=attempt, attempts=attempts)
+        with holding_proof(get_data_dir(), run.run_id):  # before any record names this process
+            code = _run(pm, spec, job_class, run, policy)
+        if code != EXIT_FAILED or attempt == attempts:
+            return code
+        delay = policy.retry_delay * 2 ** (attempt - 1)
+        if next_fire is not None and time.time() + delay >= next_fire:
+            logger.warning("%s failed (attempt %d of %d): no retry, it would start at or after the next fire",
+                           run.job_spec, attempt, attempts)
+            return code
+        logger.warning("%s failed (attempt %d of %d): retrying in %.0f s", run.job_spec, attempt, attempts, delay)
+        try:
+            with on_stop_signals(_raise_killed):
+                time.sleep(delay)
+        except JobKilled as killed:
+            logger.warning("%s killed by signal %d before its retry", run.job_spec, killed.signum)
+            return 128 + killed.signum
+    return EXIT_FAILED  # not reached: the last attempt returns above
 
 
-def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], run: JobRun) -> int:
+def _next_fire() -> float | None:
+    """The next fire of the entry this run came from (scheduled runs only): no retry reaches it."""
+    text = os.environ.get(NEXT_FIRE_ENV)
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _held(
+    pm: CronmanPluginManager, job_class: type[BaseCronJob], run: JobRun, key: str, policy: RunPolicy
+) -> tuple[Lock | None, str]:
+    """The lock ``key`` held by another run: per ``overlap``, stop that run or wait for it.
+
+    Returns the lock when it could be taken after all, else None and why not.
+    """
+    if policy.overlap == "replace":
+        logger.warning("%s: lock %r is held: stopping the run that holds it (overlap = replace)", run.job_spec, key)
+        kill(key=key, everywhere=True, timeout=conf.get("CRONMAN_KILL_GRACE") + 10.0)
+        wait, why = conf.get("CRONMAN_KILL_GRACE") + 10.0, "its holder could not be stopped"
+    elif policy.overlap == "wait":
+        wait, why = policy.overlap_wait, f"held by another worker for {policy.overlap_wait:g} s"
+    else:
+        return None, "held by another worker"
+    deadline = time.monotonic() + wait
+    while True:
+        lock = pm.lock_backend().acquire(key, _record(job_class, run, key))
+        if lock is not None or time.monotonic() >= deadline:
+            return lock, why
+        time.sleep(LOCK_POLL)
+
+
+def _run(
+    pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], run: JobRun, policy: RunPolicy
+) -> int:
     claims = FireClaims.from_env()
     if claims is not None:  # a scheduled run: its start makes its fire claims final
         try:
@@ -157,6 +249,9 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
     else:
         try:
             lock = _acquire(pm, job_class, run, key)
+            why = ""
+            if lock is None and policy.overlap != "skip":
+                lock, why = _held(pm, job_class, run, key, policy)
         except Exception as exc:
             if not getattr(job_class, "lock_ignore_errors", False):
                 logger.error("%s: cannot take lock %r (%s); not running", run.job_spec, key, exc)
@@ -164,7 +259,7 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
             logger.warning("lock %s failed (%s); running without it", key, exc)
         else:
             if lock is None:
-                reason = f"lock {key!r} is held by another worker"
+                reason = f"lock {key!r} is {why or 'held by another worker'}"
                 logger.warning("%s: %s, skipping", run.job_spec, reason)
                 run.finish(RunStatus.SKIPPED, reason)
                 pm.job_skipped(run, reason)
@@ -176,13 +271,26 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
             lock.on_lost = self_stop.lock_lost
             run.fencing_token = lock.fencing_token
     keep_record = False
+    watchdog = None
+    if policy.max_runtime is not None:
+        watchdog = threading.Timer(policy.max_runtime, self_stop.timeout)
+        watchdog.daemon = True
     try:
         with on_stop_signals(_raise_killed):
             try:
                 pm.job_started(run)
+                if watchdog is not None:
+                    watchdog.start()
                 job = job_class(run)
                 job.run(*spec.args, **spec.run_kwargs(pm.reserved_params))
             except JobKilled as killed:
+                if self_stop.timed_out.is_set():
+                    reason = f"ran longer than its max_runtime of {policy.max_runtime:g} s; stopped"
+                    run.finish(RunStatus.TIMEOUT, reason)
+                    self_stop.finish_timeout()
+                    pm.job_failed(run, RunTimeout(reason))
+                    logger.error("%s %s", run.job_spec, reason)
+                    return EXIT_TIMEOUT
                 if self_stop.lost.is_set():
                     reason = f"lost its lock {lock.record.key!r} while running; stopped" if lock else "lost its lock"
                     run.finish(RunStatus.LOST_LOCK, reason)
@@ -216,6 +324,8 @@ def _run(pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], 
             pm.job_succeeded(run)
             return EXIT_OK
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         if lock is not None:
             lock.release(keep_record=keep_record)
 

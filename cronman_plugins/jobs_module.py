@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import overload
+from typing import Any, overload
 
 from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
@@ -27,8 +27,7 @@ def jobs_module_entries() -> Sequence[ScheduleEntry]:
         raise UsageError(f"CRONMAN_JOBS_MODULE {path!r} has no CRON_JOBS attribute") from None
     source = f"{path}.CRON_JOBS"  # one string for all lines: checks add the index
     for index, item in enumerate(cron_jobs):
-        if not (isinstance(item, list | tuple) and len(item) == 2 and all(isinstance(x, str) for x in item)):
-            raise UsageError(f"{source}[{index}] is not a (time spec, job spec) pair: {item!r}")
+        ScheduleEntry.from_item(item, f"{source}[{index}]")  # the shape only: options are checked by check
     return CronJobsEntries(cron_jobs, source)
 
 
@@ -39,7 +38,7 @@ class CronJobsEntries(Sequence[ScheduleEntry]):
     memory beyond the module's own tuple.
     """
 
-    def __init__(self, cron_jobs: Sequence[tuple[str, str]], source: str) -> None:
+    def __init__(self, cron_jobs: Sequence[Sequence[Any]], source: str) -> None:
         self._lines = cron_jobs
         self.source = source
 
@@ -54,14 +53,21 @@ class CronJobsEntries(Sequence[ScheduleEntry]):
 
     def __getitem__(self, index: int | slice) -> ScheduleEntry | list[ScheduleEntry]:
         if isinstance(index, slice):
-            return [ScheduleEntry(t, j, self.source) for t, j in self._lines[index]]
-        time_spec, job_spec = self._lines[index]
-        return ScheduleEntry(time_spec, job_spec, self.source)
+            return [self._entry(item) for item in self._lines[index]]
+        return self._entry(self._lines[index])
+
+    def _entry(self, item: Sequence[Any]) -> ScheduleEntry:
+        if len(item) == 2:  # the common case, kept cheap for 100,000-line schedules
+            return ScheduleEntry(item[0], item[1], self.source)
+        return ScheduleEntry.from_item(item, self.source)
 
     def __iter__(self) -> Iterator[ScheduleEntry]:
         source = self.source
-        for time_spec, job_spec in self._lines:
-            yield ScheduleEntry(time_spec, job_spec, source)
+        for item in self._lines:
+            if len(item) == 2:
+                yield ScheduleEntry(item[0], item[1], source)
+            else:
+                yield ScheduleEntry.from_item(item, source)
 
 
 @hookimpl

@@ -55,7 +55,8 @@ def test_good_schedule_has_no_errors(schedule_module) -> None:
     [
         ("raise RuntimeError('broken module')\n", "cannot be imported: broken module"),
         ("JOBS = ()\n", "has no CRON_JOBS attribute"),
-        ("CRON_JOBS = (('@hourly',),)\n", "is not a (time spec, job spec) pair"),
+        ("CRON_JOBS = (('@hourly',),)\n",
+         "not a (time spec, job spec) pair or a (time spec, job spec, options dict) triple"),
     ],
 )
 def test_schedule_that_cannot_load_is_e014(schedule_module, text: str, message: str) -> None:

@@ -25,7 +25,8 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from cronman_core.cronexpr import CronExprError, normalize, parse_cron
+from cronman_core.cronexpr import CronExpr, get_zone, normalize, parse_cron
+from cronman_core.errors import CronmanError
 from cronman_core.schedule import ScheduleEntry
 
 logger = logging.getLogger("cronman.scheduler")
@@ -86,6 +87,33 @@ def held_until(watermark: float | None, now: float) -> float | None:
     return watermark
 
 
+#: A cache key of an entry with its own time zone: ``CRON_TZ=<zone> <time spec>`` (cronie's spelling).
+ZONE_PREFIX = "CRON_TZ="
+
+
+def zone_option(entry: ScheduleEntry) -> str | None:
+    """The entry's own ``time_zone`` option (None: the scheduler's zone)."""
+    for name, value in entry.options:
+        if name == "time_zone" and value is not None:
+            return str(value)
+    return None
+
+
+def entry_key(entry: ScheduleEntry) -> str:
+    """The normal form of an entry's time spec, with its own zone when it has one: what the cache keys."""
+    zone = zone_option(entry)
+    spec = normalize(entry.time_spec)
+    return spec if zone is None else f"{ZONE_PREFIX}{zone} {spec}"
+
+
+def expression(key: str, tz: dt.tzinfo) -> tuple[CronExpr, dt.tzinfo]:
+    """The cron expression of a cache key and the zone it is read in (``tz`` unless the key names one)."""
+    if key.startswith(ZONE_PREFIX):
+        zone, _, spec = key[len(ZONE_PREFIX):].partition(" ")
+        return parse_cron(spec), get_zone(zone)
+    return parse_cron(key), tz
+
+
 def decide(
     entries: Iterable[ScheduleEntry],
     now: float,
@@ -120,19 +148,24 @@ def decide(
     changed = False
     for entry in entries:
         raw = entry.time_spec
-        key = raw if raw in resolved else odd.get(raw)
-        if key is None:
-            key = normalize(raw)
-            if key != raw:
-                odd[raw] = key
+        key: str | None
+        if entry.options:  # rare: an entry may have its own zone
+            key = entry_key(entry)
+        else:
+            key = raw if raw in resolved else odd.get(raw)
+            if key is None:
+                key = normalize(raw)
+                if key != raw:
+                    odd[raw] = key
         if key in resolved:
             first = resolved[key]
         else:
             first = cache.get(key, -1)
             if first is not None and first <= watermark:
                 try:
-                    first = parse_cron(key).next_fire(watermark, tz)
-                except CronExprError as exc:
+                    expr, expr_tz = expression(key, tz)
+                    first = expr.next_fire(watermark, expr_tz)
+                except CronmanError as exc:  # a bad time spec, or an unknown zone
                     decision.invalid[entry.time_spec] = str(exc)
                     continue
                 changed = True
@@ -143,7 +176,8 @@ def decide(
     # Advance the cache past now for what was due; drop specs no longer used.
     for key, first in resolved.items():
         if first is not None and first <= now:
-            resolved[key] = parse_cron(key).next_fire(now, tz)
+            expr, expr_tz = expression(key, tz)
+            resolved[key] = expr.next_fire(now, expr_tz)
             changed = True
     if changed or len(resolved) != len(cache):
         decision.next_fires = resolved
@@ -153,7 +187,7 @@ def decide(
 def _due_or_missed(
     decision: Decision, entry: ScheduleEntry, key: str, first: int, now: float, tz: dt.tzinfo, grace: float
 ) -> None:
-    expr = parse_cron(key)
+    expr, tz = expression(key, tz)
     # Older than the grace is missed; but a fire is never missed within its own
     # minute, so grace 0 means "only within the minute" (a tick is always a little late).
     cutoff = min(now - grace, math.floor(now / 60.0) * 60.0)

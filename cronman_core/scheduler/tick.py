@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -12,13 +13,23 @@ from typing import Protocol
 
 from cronman_core import conf
 from cronman_core.control import HostControl, resume
-from cronman_core.cronexpr import CronExprError, get_zone, normalize, parse_cron
+from cronman_core.cronexpr import get_zone
 from cronman_core.datadir import get_data_dir
 from cronman_core.errors import CronmanError, UsageError
 from cronman_core.locks import FIRE_CLAIMS_ENV, FireClaims, LockBackend
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
+from cronman_core.policies import NEXT_FIRE_ENV, RUN_OPTIONS_ENV, check_options
 from cronman_core.schedule import ScheduleEntry, grace_of
-from cronman_core.scheduler.decide import MISSED_COUNT_LIMIT, Decision, Due, claim_key, decide, held_until
+from cronman_core.scheduler.decide import (
+    MISSED_COUNT_LIMIT,
+    Decision,
+    Due,
+    claim_key,
+    decide,
+    entry_key,
+    expression,
+    held_until,
+)
 from cronman_core.scheduler.state import SchedulerState, Watermark
 from cronman_core.spawn import spawn_job
 from cronman_core.spawners import RequestedRun
@@ -209,8 +220,9 @@ class Scheduler:
         pending = conf.get("CRONMAN_CLAIM_PENDING")
         for run in due:
             try:
-                # A spec that can never start must not claim (and so lose) its fire.
+                # A spec (or options) that can never start must not claim (and so lose) its fire.
                 self.pm.resolve(run.entry.job_spec)
+                options = check_options(run.entry.option_dict, f"{run.entry.source} options")
             except UsageError as exc:
                 logger.error("not starting %r: %s", run.entry.job_spec, exc)
                 continue
@@ -229,7 +241,7 @@ class Scheduler:
             older = [claim_key(run.entry, slot) for slot in run.slots[:-1]]
             claims = FireClaims(token, ttl, (newest, *(key for key in older if backend.claim(key, hold, token))))
             late = result.now - run.fire_time
-            requested = RequestedRun(run.entry.job_spec, env={FIRE_CLAIMS_ENV: claims.encode()})
+            requested = RequestedRun(run.entry.job_spec, env=self._run_env(run, claims, options))
             if not self._spawn(requested, result):
                 self._release(backend, claims, run)
                 retry = run.slots[0] - 0.001
@@ -247,6 +259,17 @@ class Scheduler:
                 if caught_up else "",
                 late,
             )
+
+    def _run_env(self, run: Due, claims: FireClaims, options: dict[str, object]) -> dict[str, str]:
+        """What a scheduled run learns from its tick: its fire claims, its entry's options, the next fire."""
+        env = {FIRE_CLAIMS_ENV: claims.encode()}
+        if options:
+            env[RUN_OPTIONS_ENV] = json.dumps(options)
+        expr, tz = expression(entry_key(run.entry), self.tz)
+        next_fire = expr.next_fire(run.fire_time, tz)
+        if next_fire is not None:
+            env[NEXT_FIRE_ENV] = str(next_fire)
+        return env
 
     def _release(self, backend: LockBackend, claims: FireClaims, run: Due) -> None:
         """A spawn failed: give its fires back, so the next tick retries them within their grace."""
@@ -334,22 +357,26 @@ class Scheduler:
         rows: list[tuple[ScheduleEntry, list[int] | str]] = []
         by_spec: dict[str, list[int] | str] = {}  # entries sharing a time spec share the work
         for entry in self.pm.schedule():
-            key = normalize(entry.time_spec)
+            try:
+                key = entry_key(entry)
+            except CronmanError as exc:
+                rows.append((entry, str(exc)))
+                continue
             if key not in by_spec:
-                by_spec[key] = self._next_instants(entry.time_spec, now, count)
+                by_spec[key] = self._next_instants(key, now, count)
             rows.append((entry, by_spec[key]))
         return rows
 
-    def _next_instants(self, time_spec: str, now: float, count: int) -> list[int] | str:
+    def _next_instants(self, key: str, now: float, count: int) -> list[int] | str:
         try:
-            expr = parse_cron(time_spec)
-        except CronExprError as exc:
+            expr, tz = expression(key, self.tz)
+        except CronmanError as exc:
             return str(exc)
         instants: list[int] = []
-        instant = expr.next_fire(now, self.tz)
+        instant = expr.next_fire(now, tz)
         while instant is not None and len(instants) < count:
             instants.append(instant)
-            instant = expr.next_fire(instant, self.tz)
+            instant = expr.next_fire(instant, tz)
         return instants
 
     def format_time(self, timestamp: float) -> str:

@@ -17,7 +17,7 @@ from cronman_plugins.history.timeline import build_timeline
 @admin.register(CronRun)
 class CronRunAdmin(admin.ModelAdmin):
     list_display = (
-        "job_spec", "status", "started_at", "finished_at", "duration_display", "host", "pid",
+        "job_spec", "status", "attempt_display", "started_at", "finished_at", "duration_display", "host", "pid",
         "exit_reason",
     )
     list_filter = ("status", "job_name", "host", "started_at")
@@ -28,6 +28,10 @@ class CronRunAdmin(admin.ModelAdmin):
     @admin.display(description="Duration", ordering="duration")
     def duration_display(self, obj: CronRun) -> str:
         return "-" if obj.duration is None else f"{obj.duration:.1f} s"
+
+    @admin.display(description="Attempt")
+    def attempt_display(self, obj: CronRun) -> str:
+        return f"{obj.attempt} of {obj.attempts}" if obj.attempts > 1 else ""
 
     # Rows are written by workers only.
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -20,6 +20,7 @@ class CronRunStatus(models.TextChoices):
     FAILED = RunStatus.FAILED, "Failed"
     KILLED = RunStatus.KILLED, "Killed"
     LOST_LOCK = RunStatus.LOST_LOCK, "Lost its lock"
+    TIMEOUT = RunStatus.TIMEOUT, "Timed out"
     MISSED = RunStatus.MISSED, "Missed"
 
 
@@ -63,6 +64,9 @@ class CronRun(models.Model):
     exit_reason = models.CharField(max_length=255, blank=True, default="")
     error = models.TextField(blank=True, default="")
     resumed = models.BooleanField(default=False)
+    #: Attempt ``attempt`` of ``attempts`` (the job's ``retries`` + 1).
+    attempt = models.PositiveSmallIntegerField(default=1)
+    attempts = models.PositiveSmallIntegerField(default=1)
     #: Start time of the worker process: proves a live PID is still that worker.
     process_started = models.FloatField(null=True, blank=True, editable=False)
 

@@ -15,6 +15,7 @@ from cronman_core import hookimpl
 from cronman_core.job import JobRun
 from cronman_core.process import create_time, hostname
 from cronman_core.schedule import job_name
+from cronman_core.taxonomies import RunStatus
 from cronman_plugins._db import guarded_write
 from cronman_plugins.history.models import CronRun, CronRunStatus
 
@@ -33,6 +34,8 @@ def _fields(run: JobRun) -> dict[str, object]:
         "status": run.status,
         "error": run.traceback or run.error or "",
         "resumed": run.resumed,
+        "attempt": run.attempt,
+        "attempts": run.attempts,
     }
 
 
@@ -58,7 +61,8 @@ def cronman_job_succeeded(run: JobRun) -> None:
 
 @hookimpl
 def cronman_job_failed(run: JobRun, exc: BaseException) -> None:
-    _record(run, f"run() raised {type(exc).__name__}")
+    # A run stopped from within (timeout, lost lock) says why; a raised one names its exception.
+    _record(run, f"run() raised {type(exc).__name__}" if run.status == RunStatus.FAILED else (run.error or "")[:255])
 
 
 @hookimpl

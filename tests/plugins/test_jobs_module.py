@@ -29,7 +29,9 @@ def test_entries_name_their_list_and_index_like_a_tuple(schedule_module, setting
     [
         ("raise RuntimeError('broken module')\n", "cannot be imported: broken module"),
         ("JOBS = ()\n", "has no CRON_JOBS attribute"),
-        ("CRON_JOBS = (('@hourly', 5),)\n", "[0] is not a (time spec, job spec) pair"),
+        ("CRON_JOBS = (('@hourly', 5),)\n",
+         "[0]: not a (time spec, job spec) pair or a (time spec, job spec, options dict) triple"),
+        ("CRON_JOBS = (('@hourly', 'Noop', ['x']),)\n", "[0]: not a (time spec, job spec) pair"),
     ],
 )
 def test_a_module_that_cannot_give_entries_is_one_usage_error(schedule_module, text, message):
