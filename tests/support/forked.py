@@ -26,7 +26,7 @@ for line in sys.stdin:
     request = json.loads(line)
     if request["op"] == "spawn":
         try:
-            handle = spawn_job(request["spec"], long_lived=True)
+            handle = spawn_job(request["spec"], env=request.get("env"), long_lived=True)
         except Exception as exc:
             print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
             continue
@@ -74,8 +74,8 @@ class ForkDriver:
 class ForkedWorker:
     """A forked worker with the parts of ``Popen`` the tests use."""
 
-    def __init__(self, driver: ForkDriver, spec: str) -> None:
-        answer = driver.ask(op="spawn", spec=spec)
+    def __init__(self, driver: ForkDriver, spec: str, env: dict[str, str] | None = None) -> None:
+        answer = driver.ask(op="spawn", spec=spec, env=env)
         assert answer.get("spawner") == "PreforkSpawner", answer
         self.driver, self.spec, self.pid = driver, spec, int(answer["pid"])
 
