@@ -19,6 +19,8 @@ from typing import Any
 
 from cronman_core.cronexpr import get_zone
 from cronman_core.errors import CronmanError, UsageError
+from cronman_core.job import cron_job_registry
+from cronman_core.schedule import ScheduleEntry, job_name
 
 #: How a scheduled run gets its entry's options: JSON in this variable of its environment.
 RUN_OPTIONS_ENV = "CRONMAN_RUN_OPTIONS"
@@ -41,6 +43,8 @@ class RunPolicy:
     #: When the lock is held: ``skip``, ``replace`` (stop the holder) or ``wait`` (up to ``overlap_wait``).
     overlap: str = "skip"
     overlap_wait: float = 60.0
+    #: Seconds; each fire starts a deterministic amount in [0, jitter) after its time, never before.
+    jitter: float = 0.0
     #: A failed run (exit 1) is run again up to this many times, ``retry_delay * 2**n`` seconds later.
     retries: int = 0
     retry_delay: float = 60.0
@@ -98,11 +102,12 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "max_runtime": _seconds(0.0, above=True, optional=True),
     "overlap": _overlap,
     "overlap_wait": _seconds(0.0),
+    "jitter": _seconds(0.0),
     "retries": _count(0),
     "retry_delay": _seconds(0.0),
 }
 #: Options of the design (docs/scheduling.md) that this version does not carry out yet: refused, not ignored.
-NOT_YET = frozenset({"jitter", "pause_after_failures"})
+NOT_YET = frozenset({"pause_after_failures"})
 
 
 def check_options(options: Any, where: str) -> dict[str, Any]:
@@ -134,6 +139,16 @@ def policy_for(job_class: type, options: Mapping[str, Any] | None = None) -> Run
     return RunPolicy(**values)
 
 
+def entry_jitter(entry: ScheduleEntry) -> float:
+    """The jitter of a schedule entry: its option, else its job class's; 0 when either is unusable
+    (such an entry is refused when it would start, with its reason)."""
+    try:
+        job_class = cron_job_registry.get(job_name(entry.job_spec))
+        return policy_for(job_class, entry.option_dict).jitter
+    except CronmanError:
+        return 0.0
+
+
 def options_from_env() -> dict[str, Any]:
     """The options a scheduled run got from its entry (empty for any other run)."""
     text = os.environ.get(RUN_OPTIONS_ENV)
@@ -147,5 +162,6 @@ def options_from_env() -> dict[str, Any]:
 
 
 __all__ = [
-    "NEXT_FIRE_ENV", "OPTION_NAMES", "RUN_OPTIONS_ENV", "RunPolicy", "check_options", "options_from_env", "policy_for",
+    "NEXT_FIRE_ENV", "OPTION_NAMES", "RUN_OPTIONS_ENV", "RunPolicy", "check_options", "entry_jitter",
+    "options_from_env", "policy_for",
 ]

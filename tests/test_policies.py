@@ -5,15 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import threading
 import time
 
 import psutil
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cronman_core.errors import UsageError
 from cronman_core.policies import NEXT_FIRE_ENV, RUN_OPTIONS_ENV, RunPolicy, check_options, policy_for
 from cronman_core.schedule import ScheduleEntry
-from cronman_core.scheduler.decide import decide
+from cronman_core.scheduler import tick
+from cronman_core.scheduler.daemon import run_daemon
+from cronman_core.scheduler.decide import decide, jitter_offset
+from cronman_core.scheduler.tick import Scheduler
 from cronman_core.testing import CronmanProject
 from tests.conftest import wait_for
 from tests.support.forked import ForkDriver, ForkedWorker
@@ -54,7 +60,8 @@ def test_options_override_class_attributes_and_bad_ones_are_one_line() -> None:
         ({"retries": 1.5}, "option 'retries' must be a whole number, at least 0, got 1.5"),
         ({"time_zone": "Mars/Olympus"}, "option 'time_zone' must be an IANA time zone name"),
         ({"max_runtim": 3}, "unknown option 'max_runtim' (did you mean 'max_runtime'?)"),
-        ({"jitter": 30}, "option 'jitter' is not supported by this version of cronman yet"),
+        ({"jitter": -1}, "option 'jitter' must be a number of seconds at least 0, got -1"),
+        ({"pause_after_failures": 3}, "option 'pause_after_failures' is not supported by this version of cronman yet"),
     ]:
         with pytest.raises(UsageError) as info:
             check_options(options, "entry")
@@ -201,6 +208,38 @@ def test_a_successful_retry_ends_the_attempts(project: CronmanProject) -> None:
     assert result.returncode == 0, result.stderr
     assert [(row[1], row[2], row[3]) for row in _history(project)] == [("failed", 1, 4), ("succeeded", 2, 4)]
     assert Fail.retries == 0  # class attributes of other jobs untouched
+
+
+# -- jitter ----------------------------------------------------------------------------
+
+
+@given(st.text(min_size=1, max_size=40), st.integers(0, 2**33), st.floats(0.001, 86400.0))
+def test_jitter_is_in_its_range_and_the_same_for_the_same_spec_and_fire(spec: str, slot: int, jitter: float) -> None:
+    offset = jitter_offset(spec, slot * 60, jitter)
+    assert 0.0 <= offset < jitter
+    assert offset == jitter_offset(spec, slot * 60, jitter)
+
+
+def test_jitter_spreads_fires_and_never_starts_one_early() -> None:
+    offsets = [jitter_offset("Report:daily", slot * 60, 600.0) for slot in range(1000)]
+    assert max(offsets) > 540 and min(offsets) < 60  # spread over the range, not bunched at :00
+
+
+def test_the_daemon_starts_a_jittered_fire_at_its_instant_once(data_dir, settings, monkeypatch) -> None:
+    from tests.test_scheduler import _pidfile_manager, _SteppingClock, at
+
+    pm = _pidfile_manager(settings, data_dir, [("* * * * *", "Noop", {"jitter": 45}), ("* * * * *", "Echo:plain")])
+    clock = _SteppingClock(at(10, 0, 30), {}, end=at(10, 10, 50))
+    spawned: list[tuple[str, float]] = []
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: spawned.append((spec, clock.now)))
+    run_daemon(Scheduler(pm=pm, clock=clock), threading.Event())
+    plain = [when for spec, when in spawned if spec == "Echo:plain"]
+    jittered = [when for spec, when in spawned if spec == "Noop"]
+    assert plain == [at(10, 0, 30), *[at(10, m) for m in range(1, 11)]]
+    slots = [at(10, m) for m in range(0, 11)]
+    expected = [slot + jitter_offset("Noop", int(slot), 45) for slot in slots]
+    expected = [max(when, at(10, 0, 30)) for when in expected if when <= at(10, 10, 50)]
+    assert jittered == pytest.approx(expected, abs=0.01)  # at its instant: never early, not a minute late
 
 
 # -- per-entry time zones --------------------------------------------------------------

@@ -62,9 +62,12 @@ def _loop(scheduler: Scheduler, stop: threading.Event, reload: threading.Event) 
             _guarded(scheduler, scheduler.reload)
         now = clock.time()
         if now >= next_tick or next_tick - now > 60.0:  # due, or the clock stepped back
-            _guarded(scheduler, scheduler.tick)
+            result = _guarded(scheduler, scheduler.tick)
             connections.close_all()
             next_tick = (math.floor(clock.time() / 60.0) + 1) * 60.0
+            wake_at = getattr(result, "wake_at", None)
+            if wake_at is not None:  # a jittered fire is due before that: tick at its instant
+                next_tick = min(next_tick, wake_at)
             next_poll = clock.time() + poll
         elif polling and now >= next_poll:
             _guarded(scheduler, scheduler.poll_requested)
@@ -77,14 +80,16 @@ def _loop(scheduler: Scheduler, stop: threading.Event, reload: threading.Event) 
         clock.wait(stop, min(wake - clock.time(), MAX_SLEEP))
 
 
-def _guarded(scheduler: Scheduler, action: Callable[[], object]) -> None:
+def _guarded(scheduler: Scheduler, action: Callable[[], object]) -> object:
+    """``action()``'s result; an exception is logged and reported (None then)."""
     try:
-        action()
+        return action()
     except Exception as exc:
         what = "tick" if action.__name__ in ("tick", "poll_requested") else action.__name__
         logger.error("scheduler %s failed: %s: %s", what, type(exc).__name__, exc,
                      exc_info=conf.debug())
         scheduler.pm.report_error(exc, {"command": "cron_scheduler daemon"})
+        return None
 
 
 @contextlib.contextmanager

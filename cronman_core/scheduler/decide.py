@@ -8,7 +8,11 @@ Its rules (docs/scheduling.md):
   others coalesce into one run per entry; an occurrence within its own
   minute is never missed (``misfire_grace = 0``: only within that minute);
 * with no watermark yet it is taken as one minute before ``now``;
-* a clock behind the watermark fires nothing until it catches up.
+* a clock behind the watermark fires nothing until it catches up;
+* an entry with a ``jitter`` starts at its fire instant plus a deterministic
+  offset in ``[0, jitter)`` (:func:`jitter_offset`), never before: until then
+  the watermark is held before its fires and ``wake_at`` says when to look
+  again. Its grace counts from that later instant.
 
 The state keeps each time spec's next fire instant, so a tick only
 computes the expressions that fire, are new, or whose cache is stale.
@@ -73,6 +77,25 @@ class Decision:
     behind: float = 0.0
     #: The watermark was far ahead of the clock and is replaced, not advanced.
     reset: bool = False
+    #: Just before the earliest fire still waiting for its jittered instant (None: none waits);
+    #: the watermark may not pass it.
+    hold_from: float | None = None
+    #: The earliest jittered instant still to come: a daemon ticks then.
+    wake_at: float | None = None
+
+    def hold(self, first_slot: int, start: float) -> None:
+        """Fires from ``first_slot`` wait for their jittered instant ``start``."""
+        hold = first_slot - 0.001
+        self.hold_from = hold if self.hold_from is None else min(self.hold_from, hold)
+        self.wake_at = start if self.wake_at is None else min(self.wake_at, start)
+
+
+def jitter_offset(job_spec: str, slot: int, jitter: float) -> float:
+    """A deterministic delay in ``[0, jitter)`` for one fire: the same on every host and every tick."""
+    if jitter <= 0:
+        return 0.0
+    digest = hashlib.blake2b(f"{job_spec}\0{slot}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64 * jitter
 
 
 def held_until(watermark: float | None, now: float) -> float | None:
@@ -122,8 +145,12 @@ def decide(
     watermark: float | None = None,
     cache: dict[str, int | None] | None = None,
     cache_as_of: float | None = None,
+    jitter_of: Callable[[ScheduleEntry], float] | None = None,
 ) -> Decision:
     """What to start at ``now``, given the watermark and the next-fire cache.
+
+    ``jitter_of`` gives an entry's jitter (seconds); it is asked only for
+    entries with fires up to ``now``.
 
     ``cache`` maps a normalized time spec to its first fire instant after
     ``cache_as_of`` (None: never). It is trusted only when ``cache_as_of``
@@ -172,7 +199,8 @@ def decide(
             resolved[key] = first
         if first is None or first > now:
             continue
-        _due_or_missed(decision, entry, key, first, now, tz, grace_of(entry))
+        jitter = jitter_of(entry) if jitter_of is not None else 0.0
+        _due_or_missed(decision, entry, key, first, now, tz, grace_of(entry) + jitter, jitter)
     # Advance the cache past now for what was due; drop specs no longer used.
     for key, first in resolved.items():
         if first is not None and first <= now:
@@ -185,7 +213,14 @@ def decide(
 
 
 def _due_or_missed(
-    decision: Decision, entry: ScheduleEntry, key: str, first: int, now: float, tz: dt.tzinfo, grace: float
+    decision: Decision,
+    entry: ScheduleEntry,
+    key: str,
+    first: int,
+    now: float,
+    tz: dt.tzinfo,
+    grace: float,
+    jitter: float = 0.0,
 ) -> None:
     expr, tz = expression(key, tz)
     # Older than the grace is missed; but a fire is never missed within its own
@@ -200,7 +235,12 @@ def _due_or_missed(
         decision.missed.append(Missed(entry, first, count))
         after = max(after, math.ceil(cutoff) - 1)
     slots = expr.fires_between(after, now, tz)
-    if slots:
+    if not slots:
+        return
+    start = slots[-1] + jitter_offset(entry.job_spec, slots[-1], jitter)
+    if start > now:
+        decision.hold(slots[0], start)
+    else:
         decision.due.append(Due(entry, tuple(slots)))
 
 

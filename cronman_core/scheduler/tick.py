@@ -18,7 +18,7 @@ from cronman_core.datadir import get_data_dir
 from cronman_core.errors import CronmanError, UsageError
 from cronman_core.locks import FIRE_CLAIMS_ENV, FireClaims, LockBackend
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
-from cronman_core.policies import NEXT_FIRE_ENV, RUN_OPTIONS_ENV, check_options
+from cronman_core.policies import NEXT_FIRE_ENV, RUN_OPTIONS_ENV, check_options, entry_jitter
 from cronman_core.schedule import ScheduleEntry, grace_of
 from cronman_core.scheduler.decide import (
     MISSED_COUNT_LIMIT,
@@ -70,6 +70,11 @@ class TickResult:
     #: Just before the earliest fire whose spawn failed: the watermark stays there, so the
     #: next tick decides that fire again (released, it is retried; the others stay claimed).
     retry_from: float | None = None
+
+    @property
+    def wake_at(self) -> float | None:
+        """When a jittered fire is due (before the next whole minute, maybe): a daemon ticks then."""
+        return self.decision.wake_at
 
 
 def _aware(timestamp: float) -> dt.datetime:
@@ -140,6 +145,7 @@ class Scheduler:
             watermark=stored.value,
             cache=cache,
             cache_as_of=as_of,
+            jitter_of=entry_jitter,
         )
         result.decision = decision
         for message in decision.invalid.values():
@@ -166,8 +172,9 @@ class Scheduler:
             logger.info("scheduler disabled: %d due run(s) not started", len(decision.due))
         pruned_at = self._maybe_prune(now, stored) if result.enabled else None
         watermark = decision.watermark
-        if result.retry_from is not None:
-            watermark = min(watermark, result.retry_from)  # the cache, relative to now, is not kept
+        held = [at for at in (result.retry_from, decision.hold_from) if at is not None]
+        if held:
+            watermark = min(watermark, *held)  # the cache, relative to now, is not kept
         elif decision.next_fires is not None:
             self.state.write_cache(self.zone_name, decision.watermark, decision.next_fires)
         if watermark != stored.value or pruned_at:
