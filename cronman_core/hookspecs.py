@@ -46,6 +46,7 @@ import pluggy
 if TYPE_CHECKING:
     from cronman_core.job import CronJobRegistry, JobRun
     from cronman_core.locks import LockBackend
+    from cronman_core.pauses import PauseStore
     from cronman_core.schedule import ScheduleEntry
     from cronman_core.spawners import RequestedRun, Spawner, WorkerCommand
     from cronman_core.switch import SchedulerControl
@@ -138,6 +139,22 @@ def cronman_spawner(data_dir: Path, long_lived: bool) -> Spawner | None:
         :meth:`~cronman_core.spawners.Spawner.close`. False in one-shot
         commands (``cron_scheduler run``, ``resume``).
     :return: a :class:`~cronman_core.spawners.Spawner`.
+    """
+
+
+@hookspec(firstresult=True)
+def cronman_pause_store(data_dir: Path) -> PauseStore | None:
+    """Return where paused jobs (``cron_scheduler pause``, ``pause_after_failures``) are kept.
+
+    Stops at first non-None result. Without one, the core keeps them in the
+    data dir (:class:`~cronman_core.pauses.FilePauseStore`); the history app
+    keeps them in the database, where every scheduler host and the admin see
+    them. Called by the scheduler at a tick with due runs, by ``pause`` /
+    ``unpause`` / ``next``, and by a worker whose job has
+    ``pause_after_failures``.
+
+    :param data_dir: the validated private data dir.
+    :return: a :class:`~cronman_core.pauses.PauseStore`.
     """
 
 

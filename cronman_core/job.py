@@ -45,6 +45,8 @@ class BaseCronJob:
     #: A failed run is run again up to ``retries`` times, ``retry_delay * 2**n`` s later, never past the next fire.
     retries: ClassVar[int] = 0
     retry_delay: ClassVar[float] = 60.0
+    #: Pause the job (``cron_scheduler unpause`` resumes it) after this many failed runs in a row.
+    pause_after_failures: ClassVar[int | None] = None
 
     def __init__(self, run: JobRun | None = None) -> None:
         self.context = run

@@ -30,6 +30,7 @@ from cronman_core.errors import CronmanError, PluginError, SettingError, UsageEr
 from cronman_core.job import BaseCronJob, JobRun, cron_job_registry
 from cronman_core.jobspec import JobSpec, bind, parse
 from cronman_core.locks import LockBackend
+from cronman_core.pauses import FilePauseStore, PauseStore
 from cronman_core.schedule import Schedule
 from cronman_core.spawners import RequestedRun, Spawner, WorkerCommand
 from cronman_core.switch import SchedulerControl
@@ -131,6 +132,11 @@ class CronmanPluginManager(pluggy.PluginManager):
                                  "plugin that implements cronman_lock_backend")
             raise UsageError("no lock backend: enable a plugin that implements cronman_lock_backend")
         return backend
+
+    def pause_store(self) -> PauseStore:
+        """Where paused jobs are kept (``cronman_pause_store``; the data dir without one)."""
+        store: PauseStore | None = self.hook.cronman_pause_store(data_dir=get_data_dir())
+        return store if store is not None else FilePauseStore(get_data_dir())
 
     def spawner(self, long_lived: bool = False) -> Spawner:
         """The spawner (``cronman_spawner``), asked anew at each spawn."""

@@ -48,6 +48,8 @@ class RunPolicy:
     #: A failed run (exit 1) is run again up to this many times, ``retry_delay * 2**n`` seconds later.
     retries: int = 0
     retry_delay: float = 60.0
+    #: After this many failed runs in a row (each attempt counts, a timeout too) the job is paused.
+    pause_after_failures: int | None = None
 
 
 OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RunPolicy))
@@ -105,9 +107,8 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "jitter": _seconds(0.0),
     "retries": _count(0),
     "retry_delay": _seconds(0.0),
+    "pause_after_failures": _count(1, optional=True),
 }
-#: Options of the design (docs/scheduling.md) that this version does not carry out yet: refused, not ignored.
-NOT_YET = frozenset({"pause_after_failures"})
 
 
 def check_options(options: Any, where: str) -> dict[str, Any]:
@@ -116,8 +117,6 @@ def check_options(options: Any, where: str) -> dict[str, Any]:
         raise UsageError(f"{where}: options must be a dict, got {type(options).__name__}")
     checked = {}
     for name, value in options.items():
-        if name in NOT_YET:
-            raise UsageError(f"{where}: option {name!r} is not supported by this version of cronman yet")
         if name not in _CONVERT:
             close = difflib.get_close_matches(str(name), OPTION_NAMES, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(OPTION_NAMES)}"
@@ -133,7 +132,6 @@ def policy_for(job_class: type, options: Mapping[str, Any] | None = None) -> Run
     """The job class's attributes of the option names, overridden by ``options``, validated."""
     defaults = RunPolicy()
     values = {name: getattr(job_class, name, getattr(defaults, name)) for name in OPTION_NAMES}
-    values.update({name: getattr(job_class, name) for name in NOT_YET if hasattr(job_class, name)})
     values = check_options(values, f"{job_class.__name__} class attributes")
     values.update(check_options(options or {}, "options"))
     return RunPolicy(**values)

@@ -20,6 +20,7 @@ from cronman_core.errors import CronmanError
 from cronman_core.job import BaseCronJob, JobRun
 from cronman_core.jobspec import JobSpec, bind, canonical_params
 from cronman_core.locks import FireClaims, Lock
+from cronman_core.pauses import Pause, now_iso
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.policies import NEXT_FIRE_ENV, RunPolicy, options_from_env, policy_for
 from cronman_core.process import create_time, on_stop_signals, signal_own_run
@@ -179,6 +180,8 @@ def run_job(job_spec: str) -> int:
                      attempt=attempt, attempts=attempts)
         with holding_proof(get_data_dir(), run.run_id):  # before any record names this process
             code = _run(pm, spec, job_class, run, policy)
+        if policy.pause_after_failures is not None and _paused_after(pm, run, policy.pause_after_failures):
+            return code
         if code != EXIT_FAILED or attempt == attempts:
             return code
         delay = policy.retry_delay * 2 ** (attempt - 1)
@@ -194,6 +197,24 @@ def run_job(job_spec: str) -> int:
             logger.warning("%s killed by signal %d before its retry", run.job_spec, killed.signum)
             return 128 + killed.signum
     return EXIT_FAILED  # not reached: the last attempt returns above
+
+
+def _paused_after(pm: CronmanPluginManager, run: JobRun, limit: int) -> bool:
+    """Count the run's outcome; pause its job when it makes ``limit`` failures in a row. True: paused."""
+    if run.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMEOUT):
+        return False  # skipped, killed, lost its lock: says nothing of the job
+    try:
+        store = pm.pause_store()
+        streak = store.count_outcome(run.job_name, run.status != RunStatus.SUCCEEDED)
+        if streak < limit:
+            return False
+        reason = f"{streak} failed runs in a row (pause_after_failures = {limit}); the last: {run.error or '?'}"
+        store.pause(Pause(run.job_name, reason[:500], "auto", now_iso()))
+    except (CronmanError, OSError) as exc:
+        logger.error("%s: cannot count its failures for pause_after_failures (%s)", run.job_spec, exc)
+        return False
+    logger.error("%s paused: %s; run cron_scheduler unpause %s to resume it", run.job_name, reason, run.job_name)
+    return True
 
 
 def _next_fire() -> float | None:

@@ -25,6 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "contracts and data": (
         "cronman_core.jobspec", "cronman_core.job", "cronman_core.locks", "cronman_core.spawners",
         "cronman_core.switch", "cronman_core.schedule", "cronman_core.info", "cronman_core.policies",
+        "cronman_core.pauses",
     ),
     "plugin system": ("cronman_core.hookspecs", "cronman_core.plugins", "cronman_core.pluginapp"),
     "engines": (

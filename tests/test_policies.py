@@ -61,7 +61,8 @@ def test_options_override_class_attributes_and_bad_ones_are_one_line() -> None:
         ({"time_zone": "Mars/Olympus"}, "option 'time_zone' must be an IANA time zone name"),
         ({"max_runtim": 3}, "unknown option 'max_runtim' (did you mean 'max_runtime'?)"),
         ({"jitter": -1}, "option 'jitter' must be a number of seconds at least 0, got -1"),
-        ({"pause_after_failures": 3}, "option 'pause_after_failures' is not supported by this version of cronman yet"),
+        ({"pause_after_failures": 0},
+         "option 'pause_after_failures' must be a whole number, at least 1 or None, got 0"),
     ]:
         with pytest.raises(UsageError) as info:
             check_options(options, "entry")
@@ -240,6 +241,64 @@ def test_the_daemon_starts_a_jittered_fire_at_its_instant_once(data_dir, setting
     expected = [slot + jitter_offset("Noop", int(slot), 45) for slot in slots]
     expected = [max(when, at(10, 0, 30)) for when in expected if when <= at(10, 10, 50)]
     assert jittered == pytest.approx(expected, abs=0.01)  # at its instant: never early, not a minute late
+
+
+# -- pause -----------------------------------------------------------------------------
+
+
+def test_a_paused_job_misses_its_fires_with_the_reason_until_unpaused(project: CronmanProject) -> None:
+    use_schedule(project, ("* * * * *", "Echo:paused"), ("* * * * *", "Echo:other"))
+    project.update(CRONMAN_DISABLED_PLUGINS=("cronman_plugins.tasks",))  # the run history on
+    paused = project.run("cron_scheduler", "pause", "Echo", "--reason", "upstream API down, ticket 42")
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.startswith("Paused Echo: upstream API down, ticket 42.")
+    shown = project.run("cron_scheduler", "next", "1").stdout
+    assert "paused by" in shown and ": upstream API down, ticket 42 (its fires are missed until unpause)" in shown
+    set_watermark(project, time.time() // 60 * 60 - 1)
+    tick = project.run("cron_scheduler", "run")
+    assert "not starting Echo:paused: paused by" in tick.stderr, tick.stderr
+    time.sleep(1.0)
+    assert project.read_marks() == []  # neither entry of the paused job ran
+    missed = [row for row in _history(project) if row[1] == "missed"]
+    assert sorted(row[0] for row in missed) == ["Echo:other", "Echo:paused"]
+    assert all(row[4] == "missed 1 fire(s): paused: upstream API down, ticket 42" for row in missed)
+    unpaused = project.run("cron_scheduler", "unpause", "Echo")
+    assert unpaused.stdout.startswith("Unpaused Echo (paused by "), unpaused.stdout
+    assert project.run("cron_scheduler", "unpause", "Echo").stdout.strip() == "Echo was not paused."
+    set_watermark(project, time.time() // 60 * 60 - 1)
+    assert "started Echo:paused" in project.run("cron_scheduler", "run").stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("pause", "Ech", "--reason", "x"), "Error: unknown cron job 'Ech' (did you mean 'Echo'?)"),
+    (("pause", "Echo:1", "--reason", "x"), "Error: a job is paused by its name, not a job spec: 'Echo', not 'Echo:1'"),
+    (("pause", "Echo", "--reason", " "), "Error: --reason must say why"),
+])
+def test_pause_refuses_bad_input_in_one_line(project: CronmanProject, args: tuple[str, ...], message: str) -> None:
+    result = project.run("cron_scheduler", *args)
+    assert result.returncode == 2 and result.stderr.strip() == message, result.stderr
+
+
+def test_pause_after_failures_pauses_the_job_with_its_reason(project: CronmanProject) -> None:
+    env = _options(pause_after_failures=2)
+    assert project.run("cron_worker", "run", "Fail:one", env=env).returncode == 1
+    assert project.run("cron_worker", "run", "Noop").returncode == 0  # another job's success counts not
+    second = project.run("cron_worker", "run", "Fail:two", env=env)
+    assert "Fail paused: 2 failed runs in a row (pause_after_failures = 2); the last: RuntimeError: two" \
+        in second.stderr, second.stderr
+    shown = project.run("cron_scheduler", "next", "1", env=env)
+    assert "Paused: Fail, paused by auto at " in shown.stdout
+    assert project.run("cron_scheduler", "unpause", "Fail").returncode == 0
+    assert project.run("cron_worker", "run", "Fail:three", env=env).returncode == 1
+    assert "paused" not in project.run("cron_scheduler", "next", "1").stdout  # the streak restarted
+
+
+def test_a_success_ends_a_failure_streak(tmp_path) -> None:
+    from cronman_core.pauses import FilePauseStore
+
+    store = FilePauseStore(tmp_path)
+    assert [store.count_outcome("Job", failed) for failed in (True, True, False, True)] == [1, 2, 0, 1]
+    assert store.paused() == {} and store.unpause("Job") is None
 
 
 # -- per-entry time zones --------------------------------------------------------------

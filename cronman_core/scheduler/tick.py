@@ -19,7 +19,7 @@ from cronman_core.errors import CronmanError, UsageError
 from cronman_core.locks import FIRE_CLAIMS_ENV, FireClaims, LockBackend
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.policies import NEXT_FIRE_ENV, RUN_OPTIONS_ENV, check_options, entry_jitter
-from cronman_core.schedule import ScheduleEntry, grace_of
+from cronman_core.schedule import ScheduleEntry, grace_of, job_name
 from cronman_core.scheduler.decide import (
     MISSED_COUNT_LIMIT,
     Decision,
@@ -225,7 +225,13 @@ class Scheduler:
         backend = self.pm.lock_backend()
         due = self._held_back_by_data_loss(backend, due)
         pending = conf.get("CRONMAN_CLAIM_PENDING")
+        paused = self.pm.pause_store().paused()
         for run in due:
+            pause = paused.get(job_name(run.entry.job_spec))
+            if pause is not None:
+                logger.info("not starting %s: %s", run.entry.job_spec, pause.describe())
+                self._report_missed(run.entry, run.slots[0], len(run.slots), f"paused: {pause.reason}")
+                continue
             try:
                 # A spec (or options) that can never start must not claim (and so lose) its fire.
                 self.pm.resolve(run.entry.job_spec)
