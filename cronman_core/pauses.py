@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from cronman_core.datadir import private_subdir
+from cronman_core.errors import CronmanError
 from cronman_core.files import read_bytes, write_atomic
+
+
+class PauseStoreError(CronmanError):
+    """The pause store cannot be read or written (one line: what and why)."""
 
 
 @dataclass(frozen=True)
@@ -123,4 +128,4 @@ class FilePauseStore(PauseStore):
             return count
 
 
-__all__ = ["FilePauseStore", "Pause", "PauseStore", "now_iso"]
+__all__ = ["FilePauseStore", "Pause", "PauseStore", "PauseStoreError", "now_iso"]

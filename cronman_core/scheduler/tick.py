@@ -225,7 +225,11 @@ class Scheduler:
         backend = self.pm.lock_backend()
         due = self._held_back_by_data_loss(backend, due)
         pending = conf.get("CRONMAN_CLAIM_PENDING")
-        paused = self.pm.pause_store().paused()
+        try:
+            paused = self.pm.pause_store().paused()
+        except CronmanError as exc:  # pauses are a convenience: the schedule runs on without them
+            logger.error("cannot read the paused jobs (%s): starting due runs as if none were paused", exc)
+            paused = {}
         for run in due:
             pause = paused.get(job_name(run.entry.job_spec))
             if pause is not None:

@@ -1,16 +1,21 @@
-"""Admin > Cron history > Runs: a read-only list and a 24-hour timeline page."""
+"""Admin > Cron history > Runs (a read-only list and a 24-hour timeline page) and Paused jobs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
-from cronman_plugins.history.models import CronRun
+from cronman_core.errors import UnknownJobError
+from cronman_core.job import cron_job_registry
+from cronman_core.pauses import Pause, now_iso
+from cronman_plugins.history.models import CronJobPause, CronRun
+from cronman_plugins.history.pauses import DatabasePauseStore
 from cronman_plugins.history.timeline import build_timeline
 
 
@@ -60,3 +65,49 @@ class CronRunAdmin(admin.ModelAdmin):
             "timeline": build_timeline(timezone.now()),
         }
         return TemplateResponse(request, "admin/cron_history/cronrun/timeline.html", context)
+
+
+class CronJobPauseForm(forms.ModelForm):
+    class Meta:
+        model = CronJobPause
+        fields = ["job_name", "reason"]
+
+    def clean_job_name(self) -> str:
+        name = str(self.cleaned_data["job_name"]).strip()
+        try:
+            cron_job_registry.get(name)
+        except UnknownJobError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return name
+
+
+@admin.register(CronJobPause)
+class CronJobPauseAdmin(admin.ModelAdmin):
+    """Paused jobs: pause one (add), unpause with the action (needs the delete permission)."""
+
+    form = CronJobPauseForm
+    list_display = ("job_name", "reason", "paused_by", "paused_at")
+    search_fields = ("job_name", "reason", "paused_by")
+    actions = ["unpause"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # unpause resets the failure streak too
+        return actions
+
+    def save_model(self, request: HttpRequest, obj: CronJobPause, form: Any, change: bool) -> None:
+        user = request.user.get_username() if request.user.is_authenticated else "?"
+        pause = Pause(obj.job_name, obj.reason, f"{user} (admin)", now_iso())
+        DatabasePauseStore().pause(pause)
+        obj.pk = CronJobPause.objects.get(job_name=obj.job_name).pk
+
+    @admin.action(description="Unpause the selected jobs", permissions=["delete"])
+    def unpause(self, request: HttpRequest, queryset: Any) -> None:
+        store = DatabasePauseStore()
+        names = [row.job_name for row in queryset]
+        for name in names:
+            store.unpause(name)
+        self.message_user(request, f"Unpaused: {', '.join(names)}.")

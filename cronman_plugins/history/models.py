@@ -91,3 +91,26 @@ class CronRun(models.Model):
             run_id=self.run_id,
             started_at=self.started_at.isoformat(),
         )
+
+
+class CronJobPause(models.Model):
+    """A paused job (``cron_scheduler pause``, ``pause_after_failures`` or the admin): nothing of it starts."""
+
+    job_name = models.CharField(max_length=255, unique=True)
+    reason = models.CharField(max_length=500)
+    paused_by = models.CharField(max_length=255, help_text="user@host, a staff user, or auto")
+    paused_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "paused job"
+        ordering = ["job_name"]
+
+    def __str__(self) -> str:
+        return f"{self.job_name} (paused: {self.reason})"
+
+
+class CronJobStreak(models.Model):
+    """Failed runs in a row of a job whose ``pause_after_failures`` is set (0 after a success)."""
+
+    job_name = models.CharField(max_length=255, unique=True)
+    failures = models.PositiveIntegerField(default=0)

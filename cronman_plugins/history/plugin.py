@@ -13,11 +13,13 @@ import signal
 
 from cronman_core import hookimpl
 from cronman_core.job import JobRun
+from cronman_core.pauses import PauseStore
 from cronman_core.process import create_time, hostname
 from cronman_core.schedule import job_name
 from cronman_core.taxonomies import RunStatus
 from cronman_plugins._db import guarded_write
 from cronman_plugins.history.models import CronRun, CronRunStatus
+from cronman_plugins.history.pauses import DatabasePauseStore
 
 logger = logging.getLogger("cronman.plugins.history")
 
@@ -47,6 +49,11 @@ def _record(run: JobRun, exit_reason: str = "", **extra: object) -> None:
             run_id=run.run_id, defaults={**_fields(run), "exit_reason": exit_reason, **extra}
         ),
     )
+
+
+@hookimpl
+def cronman_pause_store() -> PauseStore:
+    return DatabasePauseStore()
 
 
 @hookimpl
