@@ -188,6 +188,27 @@ def test_another_host_sees_the_run_and_stops_it_through_the_database(
     assert sql(databases, "SELECT count(*) FROM cronman_stop_request") == [(0,)]
 
 
+def test_overlap_replace_stops_the_holder_on_another_host_then_runs(
+    tmp_path: Path, databases: dict[str, Any]
+) -> None:
+    host_a = host(tmp_path, "host-a", databases, CRONMAN_DB_LOCK_TTL=1.5, CRONMAN_KILL_GRACE=1.0)
+    host_b = host(tmp_path, "host-b", databases, CRONMAN_DB_LOCK_TTL=1.5, CRONMAN_KILL_GRACE=1.0)
+    holder = host_a.popen("cron_worker", "run", "Sleep:60,tag=old", start_new_session=True)
+    try:
+        wait_for(lambda: marks_of(host_a, "old"), timeout=60)
+        options = {"CRONMAN_RUN_OPTIONS": json.dumps({"overlap": "replace"})}
+        replacing = host_b.run("cron_worker", "run", "Sleep:0,tag=new", env=options, timeout=60)
+        assert replacing.returncode == 0, replacing.stderr
+        assert holder.wait(timeout=30) == 128 + signal.SIGTERM
+        assert marks_of(host_b, "new", "end")  # it ran, after the holder on host-a was stopped
+        new_token = marks_of(host_b, "new")[0]["fencing_token"]
+        assert new_token > marks_of(host_a, "old")[0]["fencing_token"]
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
 def test_two_hosts_fire_each_slot_once(tmp_path: Path, databases: dict[str, Any]) -> None:
     spec = "Echo:pg"
     hosts = [host(tmp_path, name, databases, jobs=(("* * * * *", spec),)) for name in ("host-a", "host-b", "host-c")]
