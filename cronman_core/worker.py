@@ -175,7 +175,8 @@ def run_job(job_spec: str) -> int:
     policy = policy_for(job_class, options_from_env())
     next_fire = _next_fire()
     attempts = policy.retries + 1
-    for attempt in range(1, attempts + 1):
+    attempt = 1
+    while True:
         run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed(),
                      attempt=attempt, attempts=attempts)
         with holding_proof(get_data_dir(), run.run_id):  # before any record names this process
@@ -196,7 +197,7 @@ def run_job(job_spec: str) -> int:
         except JobKilled as killed:
             logger.warning("%s killed by signal %d before its retry", run.job_spec, killed.signum)
             return 128 + killed.signum
-    return EXIT_FAILED  # not reached: the last attempt returns above
+        attempt += 1
 
 
 def _paused_after(pm: CronmanPluginManager, run: JobRun, limit: int) -> bool:
