@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from cronman_core.testing import CronmanProject
@@ -60,7 +61,7 @@ class CeleryCluster:
         wait_for(lambda: self.worker.poll() is not None or "ready." in self.log.read_text(), timeout=60)
         assert self.worker.poll() is None, self.log.read_text()
 
-    def project(self, name: str, jobs: tuple[tuple[str, str], ...] = ()) -> CronmanProject:
+    def project(self, name: str, jobs: tuple[tuple[Any, ...], ...] = ()) -> CronmanProject:
         """A host of the cluster (its own data dir) whose schedule is ``jobs``."""
         project = CronmanProject(self.path / name, "tests.settings", pythonpath=[self.shared_dir, REPO])
         (project.path / "cronman_test_schedule.py").write_text(f"CRON_JOBS = {jobs!r}\n")
@@ -119,6 +120,14 @@ def test_job_with_a_held_lock_is_skipped_on_the_celery_worker(cluster: CeleryClu
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_entrys_max_runtime_holds_on_the_celery_worker(cluster: CeleryCluster) -> None:
+    scheduler = cluster.project("scheduler-4", jobs=(("* * * * *", "SpawnChild:30", {"max_runtime": 1}),))
+    assert "sent SpawnChild:30 to Celery queue" in tick(scheduler).stderr
+    marks = wait_for(lambda: [m for m in cluster.worker_host.read_marks() if m["job"] == "SpawnChild"], timeout=60)
+    wait_for(lambda: "SpawnChild:30 exited with 124" in cluster.log.read_text(), timeout=30)
+    wait_for(lambda: not psutil.pid_exists(marks[0]["child"]), timeout=10)
 
 
 def test_missing_celery_app_setting_is_one_line(cluster: CeleryCluster) -> None:

@@ -175,6 +175,32 @@ def test_a_run_on_another_host_is_asked_to_stop_and_stops_itself(tmp_path: Path,
             worker.wait()
 
 
+def test_overlap_replace_and_wait_across_hosts_on_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True, CRONMAN_REDIS_LOCK_TTL=1.5, CRONMAN_KILL_GRACE=1.0)
+    host_a = make_host(tmp_path, shared, "host-a")
+    host_b = make_host(tmp_path, shared, "host-b")
+    holder = host_a.popen("cron_worker", "run", "Sleep:60,tag=old", start_new_session=True)
+    try:
+        wait_for(lambda: any(m.get("tag") == "old" for m in host_a.read_marks()), timeout=60)
+        replace = {"CRONMAN_RUN_OPTIONS": json.dumps({"overlap": "replace"})}
+        replaced = host_b.run("cron_worker", "run", "Sleep:2,tag=new", env=replace, timeout=60)
+        assert replaced.returncode == 0, replaced.stderr
+        assert holder.wait(timeout=30) == 128 + signal.SIGTERM
+        assert any(m.get("tag") == "new" and m.get("event") == "end" for m in host_b.read_marks())
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    first = host_a.popen("cron_worker", "run", "Sleep:2,tag=first")
+    wait_for(lambda: any(m.get("tag") == "first" for m in host_a.read_marks()), timeout=60)
+    wait = {"CRONMAN_RUN_OPTIONS": json.dumps({"overlap": "wait", "overlap_wait": 30})}
+    waited = host_b.run("cron_worker", "run", "Sleep:0,tag=second", env=wait, timeout=60)
+    assert waited.returncode == 0 and first.wait(timeout=30) == 0
+    # it ran (a skip marks nothing), and only once the first had ended: the lock allows one at a time
+    assert any(m.get("tag") == "first" and m.get("event") == "end" for m in host_a.read_marks())
+    assert any(m.get("tag") == "second" and m.get("event") == "start" for m in host_b.read_marks())
+
+
 def test_suspend_leaves_other_hosts_resumable_records(tmp_path: Path, redis_server: RedisServer) -> None:
     shared = redis_server.settings(CRONMAN_REDIS_LOCKS=True)
     host_a = make_host(tmp_path, shared, "host-a")
