@@ -15,10 +15,13 @@ from tests.conftest import wait_for
 QUIET = {"CRONMAN_DISABLED_PLUGINS": ("cronman_plugins.tasks", "cronman_plugins.history")}
 
 
-@pytest.fixture(params=["local", "prefork"])
+@pytest.fixture
 def spawner(request: pytest.FixtureRequest) -> str:
-    """Every test here runs with each spawner (crontab mode uses the local one with either)."""
-    return str(request.param)
+    """The spawner the project is configured with: local unless a test is parametrised with others."""
+    return str(getattr(request, "param", "local"))
+
+
+BOTH_SPAWNERS = pytest.mark.parametrize("spawner", ["local", "prefork"], indirect=True)
 
 
 @pytest.fixture
@@ -71,6 +74,7 @@ def test_racing_ticks_fire_each_slot_once(project: CronmanProject) -> None:
     assert len(list((project.data_dir / "claims").glob("*.claim"))) == 5
 
 
+@BOTH_SPAWNERS
 def test_daemon_fires_due_job_and_exits_0_on_sigterm(project: CronmanProject) -> None:
     use_schedule(project, ("* * * * *", "Echo:daemon"))
     set_watermark(project, time.time() - 120)  # due at start-up: catch-up fires at once
@@ -171,6 +175,7 @@ def test_bad_input_is_one_line_and_non_zero(
 # -- faults between claim and run --------------------------------------------------------------
 
 
+@BOTH_SPAWNERS
 def test_a_failed_spawn_is_retried_by_the_next_tick(project: CronmanProject) -> None:
     use_schedule(project, ("* * * * *", "Echo:retried"), CRONMAN_RAVEN_CMD="/nonexistent/raven-cmd")
     now = away_from_minute_edge()
@@ -183,6 +188,7 @@ def test_a_failed_spawn_is_retried_by_the_next_tick(project: CronmanProject) -> 
     use_schedule(project, ("* * * * *", "Echo:retried"))  # the wrapper is fixed
     retried = project.run("cron_scheduler", "run")
     assert started(retried.stderr, "Echo:retried") == 1, retried.stderr
+    assert "spawned Echo:retried as PID" in retried.stderr  # crontab mode: the local spawner, with prefork too
     assert [m["args"] for m in wait_for(project.read_marks)] == [["retried"]]
     set_watermark(project, now - 30)
     again = project.run("cron_scheduler", "run")
@@ -203,6 +209,7 @@ def cronman_worker_command(command):
 '''
 
 
+@BOTH_SPAWNERS
 def test_a_scheduler_sigkilled_between_claim_and_spawn_loses_no_fire(project: CronmanProject) -> None:
     (project.path / "claim_killer.py").write_text(KILLER)
     marker = project.path / "kill-now"
