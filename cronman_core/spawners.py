@@ -10,6 +10,7 @@ spawners that keep nothing warm or see no exit codes.
 
 from __future__ import annotations
 
+import json
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -18,6 +19,36 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cronman_core.job import BaseCronJob
+
+
+#: How a scheduled run's command says which fires it covers (JSON of :class:`ScheduledFire`).
+SCHEDULED_FIRE_ENV = "CRONMAN_SCHEDULED_FIRE"
+
+
+@dataclass(frozen=True)
+class ScheduledFire:
+    """The fires a scheduled run covers: a spawner that queues the run can expire it and report it missed."""
+
+    #: The first fire instant it covers, how many, and the claim key of that first one (``cronman_fires_missed``).
+    first: int
+    count: int
+    key: str
+    #: The last moment it may still start (the newest fire plus the entry's grace).
+    expires: float
+
+    def encode(self) -> str:
+        return json.dumps({"first": self.first, "count": self.count, "key": self.key, "expires": self.expires})
+
+    @classmethod
+    def decode(cls, text: str | None) -> ScheduledFire | None:
+        """None for a run that is not scheduled, or an unreadable value (it then never expires)."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return cls(int(data["first"]), int(data["count"]), str(data["key"]), float(data["expires"]))
+        except (ValueError, TypeError, KeyError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -106,4 +137,4 @@ class Spawner(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot wait for a run")
 
 
-__all__ = ["RequestedRun", "SpawnHandle", "Spawner", "WorkerCommand"]
+__all__ = ["SCHEDULED_FIRE_ENV", "RequestedRun", "ScheduledFire", "SpawnHandle", "Spawner", "WorkerCommand"]

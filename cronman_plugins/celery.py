@@ -17,11 +17,14 @@ carries it. The task's result is the worker's exit code.
 Only the environment changes the scheduler made (``DJANGO_SETTINGS_MODULE``,
 ``PYTHONPATH``, ``CRON_PROCESS_RESUMED``, what wrappers set) travel with the
 message; the rest of the worker's environment is the Celery worker host's own.
-celery is imported only when a run is dispatched.
+celery is imported only when a run is dispatched. A scheduled run's message
+expires at its fire time plus its grace; a stale one is reported missed
+(``expired in queue``) by the Celery worker that drops it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from pathlib import Path
@@ -31,7 +34,7 @@ from cronman_core import conf, hookimpl
 from cronman_core.datadir import get_data_dir
 from cronman_core.errors import UsageError
 from cronman_core.plugins import get_plugin_manager
-from cronman_core.spawners import Spawner, SpawnHandle, WorkerCommand
+from cronman_core.spawners import SCHEDULED_FIRE_ENV, ScheduledFire, Spawner, SpawnHandle, WorkerCommand
 from cronman_plugins.local import LocalSpawner
 
 if TYPE_CHECKING:
@@ -53,8 +56,29 @@ def plugin_enabled() -> bool:
 
 
 def register_task(app: celery.Celery) -> Any:
-    """Register the worker task on ``app`` (idempotent); call it in the project's Celery module."""
-    return app.task(name=TASK_NAME)(run_worker)
+    """Register the worker task on ``app`` (idempotent); call it in the project's Celery module.
+
+    The acknowledgement policy is pinned whatever the project's Celery
+    defaults: acknowledged when a worker takes the message, never re-delivered
+    when that worker dies (``acks_late`` would run the fire twice).
+    """
+    from celery import signals
+
+    signals.task_revoked.connect(_revoked, weak=False, dispatch_uid="cronman-expired-runs")
+    return app.task(name=TASK_NAME, acks_late=False, reject_on_worker_lost=False)(run_worker)
+
+
+def _revoked(sender: Any = None, request: Any = None, expired: bool = False, **kwargs: Any) -> None:
+    """A run message that expired in the queue: its fires are missed, with that reason, and nothing runs."""
+    if not expired or getattr(request, "name", getattr(sender, "name", None)) != TASK_NAME:
+        return
+    task_kwargs = getattr(request, "kwargs", None) or {}
+    job_spec = task_kwargs.get("job_spec", "?")
+    fire = ScheduledFire.decode((task_kwargs.get("env") or {}).get(SCHEDULED_FIRE_ENV))
+    logger.warning("%s expired in the queue: not run", job_spec)
+    if fire is not None:
+        first = dt.datetime.fromtimestamp(fire.first, dt.UTC)
+        get_plugin_manager().fires_missed(job_spec, first, fire.count, "expired in queue", fire.key)
 
 
 def get_app() -> celery.Celery:
@@ -84,10 +108,13 @@ class CelerySpawner(Spawner):
 
     def spawn(self, command: WorkerCommand) -> SpawnHandle:
         queue = conf.get("CRONMAN_CELERY_QUEUE")
+        fire = ScheduledFire.decode(command.env.get(SCHEDULED_FIRE_ENV))
         result = get_app().send_task(
             TASK_NAME,
             kwargs={"argv": command.argv, "env": env_changes(command.env), "job_spec": command.job_spec},
             queue=queue,
+            # A scheduled run not taken by a worker within its grace is dropped, not run years late.
+            expires=dt.datetime.fromtimestamp(fire.expires, dt.UTC) if fire is not None else None,
         )
         logger.info("sent %s to Celery queue %r as task %s", command.job_spec, queue, result.id)
         return SpawnHandle(job_spec=command.job_spec, remote_id=result.id)

@@ -32,7 +32,7 @@ from cronman_core.scheduler.decide import (
 )
 from cronman_core.scheduler.state import SchedulerState, Watermark
 from cronman_core.spawn import spawn_job
-from cronman_core.spawners import RequestedRun
+from cronman_core.spawners import SCHEDULED_FIRE_ENV, RequestedRun, ScheduledFire
 from cronman_core.switch import SchedulerSwitch
 
 logger = logging.getLogger("cronman.scheduler")
@@ -278,8 +278,12 @@ class Scheduler:
             )
 
     def _run_env(self, run: Due, claims: FireClaims, options: dict[str, object]) -> dict[str, str]:
-        """What a scheduled run learns from its tick: its fire claims, its entry's options, the next fire."""
-        env = {FIRE_CLAIMS_ENV: claims.encode()}
+        """What a scheduled run learns from its tick: its fire claims, its entry's options, the next fire,
+        and the fires it covers with the moment it may no longer start (a queue expires it then)."""
+        # As the decision: a fire is on time within its own minute whatever its grace, and its jitter adds on.
+        grace = max(grace_of(run.entry), 60.0) + entry_jitter(run.entry)
+        fire = ScheduledFire(run.slots[0], len(run.slots), claim_key(run.entry, run.slots[0]), run.fire_time + grace)
+        env = {FIRE_CLAIMS_ENV: claims.encode(), SCHEDULED_FIRE_ENV: fire.encode()}
         if options:
             env[RUN_OPTIONS_ENV] = json.dumps(options)
         expr, tz = expression(entry_key(run.entry), self.tz)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,15 +53,20 @@ class CeleryCluster:
         )
         self.worker_host = self.project("celery-host")
         self.log = path / "celery-worker.log"
-        with open(self.log, "w") as log:
-            self.worker = subprocess.Popen(
+        self.worker = self.start_worker(self.settings["CRONMAN_CELERY_QUEUE"], self.log)
+
+    def start_worker(self, queue: str, log_path: Path) -> subprocess.Popen[bytes]:
+        """A solo-pool ``celery worker`` on the worker host, consuming ``queue``, ready."""
+        with open(log_path, "w") as log:
+            worker = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "cronman_test_celery", "worker", "--pool", "solo",
-                 "--concurrency", "1", "-Q", self.settings["CRONMAN_CELERY_QUEUE"], "--loglevel", "INFO",
+                 "--concurrency", "1", "-Q", queue, "--loglevel", "INFO",
                  "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 cwd=self.worker_host.path, env=self.worker_host.env(), stdout=log, stderr=subprocess.STDOUT,
             )
-        wait_for(lambda: self.worker.poll() is not None or "ready." in self.log.read_text(), timeout=60)
-        assert self.worker.poll() is None, self.log.read_text()
+        wait_for(lambda: worker.poll() is not None or "ready." in log_path.read_text(), timeout=60)
+        assert worker.poll() is None, log_path.read_text()
+        return worker
 
     def project(self, name: str, jobs: tuple[tuple[Any, ...], ...] = ()) -> CronmanProject:
         """A host of the cluster (its own data dir) whose schedule is ``jobs``."""
@@ -128,6 +135,38 @@ def test_an_entrys_max_runtime_holds_on_the_celery_worker(cluster: CeleryCluster
     marks = wait_for(lambda: [m for m in cluster.worker_host.read_marks() if m["job"] == "SpawnChild"], timeout=60)
     wait_for(lambda: "SpawnChild:30 exited with 124" in cluster.log.read_text(), timeout=30)
     wait_for(lambda: not psutil.pid_exists(marks[0]["child"]), timeout=10)
+
+
+def test_a_message_that_waited_past_its_grace_is_not_run_and_is_missed(cluster: CeleryCluster) -> None:
+    queue = f"cronman-late-{uuid.uuid4().hex[:8]}"  # nobody consumes it while the tick sends
+    scheduler = cluster.project("scheduler-5", jobs=(("* * * * *", "WhereAmI:stale", {"misfire_grace": 0}),))
+    scheduler.update(CRONMAN_CELERY_QUEUE=queue)
+    state = scheduler.data_dir / "scheduler"
+    state.mkdir(mode=0o700, exist_ok=True)
+    (state / "watermark.json").write_text(json.dumps({"version": 1, "watermark": time.time() // 60 * 60 - 1}))
+    assert "sent WhereAmI:stale to Celery queue" in tick(scheduler).stderr
+    time.sleep(max(0.0, (time.time() // 60 + 1) * 60 - time.time()) + 0.5)  # its minute is over: expired
+    log = cluster.path / "late-worker.log"
+    late = cluster.start_worker(queue, log)
+    try:
+        wait_for(lambda: "WhereAmI:stale expired in the queue: not run" in log.read_text(), timeout=30)
+    finally:
+        late.terminate()
+        late.wait(timeout=30)
+    assert [m for m in cluster.worker_host.read_marks() if m.get("tag") == "stale"] == []
+
+
+def test_the_task_never_acknowledges_late_whatever_the_project_says() -> None:
+    from celery import Celery
+
+    from cronman_plugins.celery import TASK_NAME, register_task
+
+    app = Celery("pinned", set_as_current=False)
+    app.conf.task_acks_late = True
+    app.conf.task_reject_on_worker_lost = True
+    register_task(app)
+    task = app.tasks[TASK_NAME]
+    assert (task.acks_late, task.reject_on_worker_lost) == (False, False)
 
 
 def test_missing_celery_app_setting_is_one_line(cluster: CeleryCluster) -> None:
