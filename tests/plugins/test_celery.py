@@ -156,6 +156,23 @@ def test_a_message_that_waited_past_its_grace_is_not_run_and_is_missed(cluster: 
     assert [m for m in cluster.worker_host.read_marks() if m.get("tag") == "stale"] == []
 
 
+def test_a_broker_down_at_a_tick_releases_the_fire_for_the_next_tick(cluster: CeleryCluster) -> None:
+    from tests.support.redis_server import free_port
+
+    scheduler = cluster.project("scheduler-6", jobs=(("* * * * *", "WhereAmI:retried"),))
+    good = scheduler.settings["CELERY_BROKER_URL"]
+    scheduler.update(CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/1")  # nothing listens there
+    state = scheduler.data_dir / "scheduler"
+    state.mkdir(mode=0o700, exist_ok=True)
+    (state / "watermark.json").write_text(json.dumps({"version": 1, "watermark": time.time() // 60 * 60 - 1}))
+    down = scheduler.run("cron_scheduler", "run", timeout=120)
+    assert "cannot start WhereAmI:retried" in down.stderr, down.stderr
+    assert "released the fire claims of WhereAmI:retried" in down.stderr
+    scheduler.update(CELERY_BROKER_URL=good)
+    assert "sent WhereAmI:retried to Celery queue" in tick(scheduler).stderr
+    wait_for(lambda: [m for m in cluster.worker_host.read_marks() if m.get("tag") == "retried"], timeout=60)
+
+
 def test_the_task_never_acknowledges_late_whatever_the_project_says() -> None:
     from celery import Celery
 
