@@ -44,6 +44,7 @@ from scheduler import (  # noqa: E402  (benchmarks/ is not a package)
     lateness_child,
     make_project,
     old_python,
+    report_lateness,
     wait_for_minute_start,
     write_schedule,
 )
@@ -138,17 +139,8 @@ def bench_lateness(fires: int, scale: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project(Path(tmp), [("* * * * *", "MarkTime:tag=late")], CRONMAN_SPAWNER="prefork",
                                LOGGING={"version": 1, "disable_existing_loggers": False})
-        out = subprocess.run([sys.executable, __file__, "_lateness-child", "--fires", str(fires),
-                              "--scale", str(scale), "--marks", str(project.marks)],
-                             env=project.env(), cwd=project.path, capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(out.stderr[-3000:])
-        lateness = sorted(json.loads(out.stdout.splitlines()[-1]))
-        p50 = lateness[len(lateness) // 2] * 1000
-        p99 = lateness[min(len(lateness) - 1, int(len(lateness) * 0.99))] * 1000
-        print(f"prefork daemon, fire to inside run() over {len(lateness)} fires (clock x{scale:g}): "
-              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lateness[-1] * 1000:.1f} ms, "
-              f"min {lateness[0] * 1000:.1f} ms")
+        report_lateness(__file__, fires, scale, ["--marks", str(project.marks)], project.env(), project.path,
+                        "prefork daemon, fire to inside run()")
 
 
 def bench_faults(forks: int) -> None:

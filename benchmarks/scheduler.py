@@ -335,18 +335,25 @@ def bench_lateness(fires: int, scale: float) -> None:
         project = make_project(work, [("* * * * *", "Noop"), *generate(999)], LATENESS_PLUGIN,
                                LOGGING={"version": 1, "disable_existing_loggers": False})
         records = work / "records.jsonl"
-        env = project.env(BENCH_RECORDS=str(records))
-        out = subprocess.run([sys.executable, __file__, "_lateness-child", "--fires", str(fires),
-                              "--scale", str(scale), "--records", str(records)],
-                             env=env, cwd=project.path, capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(out.stderr[-3000:])
-        lateness = sorted(json.loads(out.stdout.splitlines()[-1]))
-        p50 = lateness[len(lateness) // 2] * 1000
-        p99 = lateness[min(len(lateness) - 1, int(len(lateness) * 0.99))] * 1000
-        print(f"daemon lateness over {len(lateness)} fires (1,000 entries, clock x{scale:g}): "
-              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lateness[-1] * 1000:.1f} ms, "
-              f"min {lateness[0] * 1000:.1f} ms")
+        report_lateness(__file__, fires, scale, ["--records", str(records)], project.env(BENCH_RECORDS=str(records)),
+                        project.path, "daemon lateness", "1,000 entries, ")
+
+
+def report_lateness(
+    script: str, fires: int, scale: float, child_args: list[str], env: dict[str, str], cwd: Path, what: str,
+    detail: str = "",
+) -> None:
+    """Run ``script _lateness-child`` (a daemon on a scaled clock) and print its lateness percentiles."""
+    out = subprocess.run([sys.executable, script, "_lateness-child", "--fires", str(fires), "--scale", str(scale),
+                          *child_args], env=env, cwd=cwd, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    lateness = sorted(json.loads(out.stdout.splitlines()[-1]))
+    p50 = lateness[len(lateness) // 2] * 1000
+    p99 = lateness[min(len(lateness) - 1, int(len(lateness) * 0.99))] * 1000
+    print(f"{what} over {len(lateness)} fires ({detail}clock x{scale:g}): "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lateness[-1] * 1000:.1f} ms, "
+          f"min {lateness[0] * 1000:.1f} ms")
 
 
 # -- fifty ----------------------------------------------------------------------------

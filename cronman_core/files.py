@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
 import re
 import stat
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger("cronman.files")
@@ -98,6 +99,18 @@ def open_or_replace(path: Path, flags: int = os.O_RDWR | os.O_CREAT) -> int:
         if set_aside(path, exc.strerror) is None and os.path.lexists(path):
             raise
     return open_regular(path, flags)
+
+
+@contextlib.contextmanager
+def flocked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the data dir's lock file ``path`` (made if missing) for the block:
+    read-modify-write of shared files, serialised between local processes."""
+    fd = open_or_replace(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes | Iterable[str], *, durable: bool = True) -> None:

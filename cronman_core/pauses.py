@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
-import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from cronman_core.datadir import private_subdir
 from cronman_core.errors import CronmanError
-from cronman_core.files import read_bytes, write_atomic
+from cronman_core.files import flocked, read_bytes, write_atomic
 
 
 class PauseStoreError(CronmanError):
@@ -75,15 +72,6 @@ class FilePauseStore(PauseStore):
         self.pauses_path = self.directory / "paused.json"
         self.streaks_path = self.directory / "failures.json"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
     @staticmethod
     def _read(path: Path) -> dict[str, Any]:
         try:
@@ -100,13 +88,13 @@ class FilePauseStore(PauseStore):
         return found
 
     def pause(self, pause: Pause) -> None:
-        with self._locked():
+        with flocked(self.directory / ".lock"):
             data = self._read(self.pauses_path)
             data[pause.job_name] = asdict(pause)
             write_atomic(self.pauses_path, json.dumps(data, indent=1).encode())
 
     def unpause(self, job_name: str) -> Pause | None:
-        with self._locked():
+        with flocked(self.directory / ".lock"):
             data = self._read(self.pauses_path)
             fields = data.pop(job_name, None)
             write_atomic(self.pauses_path, json.dumps(data, indent=1).encode())
@@ -119,7 +107,7 @@ class FilePauseStore(PauseStore):
             return None
 
     def count_outcome(self, job_name: str, failed: bool) -> int:
-        with self._locked():
+        with flocked(self.directory / ".lock"):
             streaks = self._read(self.streaks_path)
             count = int(streaks.get(job_name, 0)) + 1 if failed else 0
             if count or job_name in streaks:

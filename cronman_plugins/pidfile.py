@@ -34,6 +34,7 @@ from cronman_core import conf, hookimpl
 from cronman_core.datadir import private_subdir
 from cronman_core.files import (
     NotRegularFileError,
+    flocked,
     open_or_replace,
     open_regular,
     read_bytes,
@@ -297,12 +298,8 @@ class PidfileBackend(LockBackend):
     @contextlib.contextmanager
     def _claims_guard(self) -> Iterator[None]:
         """Serialise removals of claims, so no one removes a claim another just made."""
-        fd = open_or_replace(self.claims_dir / ".guard")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocked(self.claims_dir / ".guard"):
             yield
-        finally:
-            os.close(fd)
 
     @staticmethod
     def _read_claim(path: Path) -> tuple[float, str]:

@@ -16,7 +16,6 @@ exception that stops ticks:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cronman_core.files import open_or_replace, read_state, write_atomic
+from cronman_core.files import flocked, read_state, write_atomic
 from cronman_core.switch import scheduler_dir
 
 logger = logging.getLogger("cronman.scheduler")
@@ -70,12 +69,8 @@ class SchedulerState:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Serialise read-modify-write of the state files between local processes."""
-        fd = open_or_replace(self.dir / "state.lock")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocked(self.dir / "state.lock"):
             yield
-        finally:
-            os.close(fd)
 
     @staticmethod
     def _corrupt(path: Path, problem: str, recovery: str) -> None:
