@@ -151,7 +151,8 @@ def bench_faults(forks: int) -> None:
         project = make_project(Path(tmp), [("0 0 1 1 *", "Noop")])
         os.environ.update(project.env())
         sys.path.insert(0, str(project.path))
-        from cronman_plugins.prefork.template import run_worker, warm_up
+        from cronman_plugins.prefork.child import run_worker
+        from cronman_plugins.prefork.template import warm_up
 
         warm_up()
         gc.freeze()

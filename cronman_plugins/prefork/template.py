@@ -11,13 +11,10 @@ object it made out of the collector's reach (``gc.freeze()``: a child's
 collections then do not write to, and so copy, the pages it shares with the
 template), reports ready, and from then on only forks and reaps.
 
-Each child becomes the leader of a new session and process group (as the
-local spawner's ``start_new_session``), puts its per-run log on stdout and
-stderr, closes every descriptor the template opened after start-up (the
-control socket above all), takes the run's environment, re-seeds ``random``,
-runs the wrappers' fork steps (CPU/IO priority) and then the very
-``cron_worker run`` command a local worker runs (record, lock, hooks,
-history, exit code), and leaves with ``os._exit``.
+Each child becomes a run's worker as :mod:`cronman_plugins.prefork.child`
+says (own session, per-run log, the run's environment, fork steps, then
+``cron_worker run``), keeping the descriptors of the warm set-up (log
+handlers) and none the template opened since (the control socket above all).
 
 The messages are pickled dicts on a ``SOCK_SEQPACKET`` socket pair, private
 to the spawner and this process (an inherited descriptor, never a path):
@@ -39,7 +36,6 @@ import contextlib
 import gc
 import os
 import pickle
-import random
 import select
 import signal
 import socket
@@ -47,6 +43,8 @@ import sys
 import threading
 import traceback
 from typing import Any, NoReturn
+
+from cronman_plugins.prefork.child import enter_run, open_fds, run_as_worker
 
 #: Largest message; a run's is its environment and argv (a few KiB).
 MAX_MESSAGE = 1 << 20
@@ -97,19 +95,6 @@ def warm_up() -> None:
     caches.close_all()
 
 
-def _open_fds() -> set[int]:
-    return {int(name) for name in os.listdir("/proc/self/fd")}
-
-
-def _exit_code(exc: SystemExit) -> int:
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
 class Template:
     """The fork-and-reap loop, on the control socket ``sock``."""
 
@@ -125,7 +110,7 @@ class Template:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         #: Descriptors a child keeps: those of the warm set-up (log handlers, say), not the control ones.
-        self.baseline = _open_fds() - {sock.fileno(), self.wake_r, self.wake_w}
+        self.baseline = open_fds() - {sock.fileno(), self.wake_r, self.wake_w}
 
     def _retire(self, signum: int = 0, frame: object = None) -> None:
         self.retiring = True
@@ -213,66 +198,12 @@ class Template:
             self._reply({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
     def _child(self, request: dict[str, Any], log_fd: int) -> NoReturn:
-        code = 1
         try:
-            os.setsid()
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(signum, signal.SIG_DFL)
-            self.sock.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.close(null)
-            os.dup2(log_fd, 1)
-            os.dup2(log_fd, 2)
-            for fd in _open_fds() - self.baseline - {0, 1, 2}:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            _take_environment(request["env"])
-            random.seed()
-            sys.argv = [_entry(request["argv"]), "cron_worker", "run", request["job_spec"]]
-            for step in request["steps"]:
-                step()
-            code = run_worker(request["job_spec"])
-        except SystemExit as exc:
-            code = _exit_code(exc)
+            enter_run(log_fd, keep=self.baseline)
         except BaseException:
             traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(code)
-
-
-def _take_environment(env: dict[str, str]) -> None:
-    """Make ``os.environ`` the run's: only what differs is set or unset (each is a libc call)."""
-    for name in [name for name in os.environ if name not in env]:
-        del os.environ[name]
-    for name, value in env.items():
-        if os.environ.get(name) != value:
-            os.environ[name] = value
-
-
-def _entry(argv: list[str]) -> str:
-    """``sys.argv[0]`` of the worker the command would exec: its ``manage.py``, or django's ``__main__``."""
-    script = argv[-4] if len(argv) >= 4 else ""
-    if script.endswith("manage.py"):
-        return script
-    import django
-
-    return os.path.join(os.path.dirname(django.__file__), "__main__.py")
-
-
-def run_worker(job_spec: str) -> int:
-    """``cron_worker run <job_spec>``, parsed and handled as on the command line."""
-    from django.core.management import load_command_class
-
-    command = load_command_class("cronman_core", "cron_worker")
-    command.run_from_argv([sys.argv[0], "cron_worker", "run", job_spec])
-    return 0
+            os._exit(1)
+        run_as_worker(request["job_spec"], request["argv"], request["env"], request["steps"])
 
 
 def main(argv: list[str]) -> int:
