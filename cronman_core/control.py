@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("cronman.control")
 
+#: How long one host keeps another's run to itself while it resumes it.
+RESUME_CLAIM_TTL = 300.0
 #: How long ``kill`` waits for SIGKILLed processes to vanish before reporting.
 _KILL_SETTLE_SECONDS = 5.0
 _POLL_INTERVAL = 0.05
@@ -337,33 +340,78 @@ def _dead(backend: LockBackend, target: str | None) -> list[RunRecord]:
 
 
 def resume(target: str | None = None) -> list[ResumeResult]:
-    """Restart this host's dead resumable runs with ``CRON_PROCESS_RESUMED=1``.
+    """Restart dead resumable runs with ``CRON_PROCESS_RESUMED=1``: this host's, and any host's that came
+    through a queue every host sends to (``RunRecord.resume_anywhere``: claimed, so one host resumes it).
 
     One run per lock key (the latest) is resumed per call, and none whose lock
     is held now; a record is only forgotten after its new worker was spawned.
     """
     backend = get_plugin_manager().lock_backend()
+    local = hostname()
     candidates = [
         record
         for record in _dead(backend, target)
-        if record.can_resume and record.host == hostname()
+        if record.can_resume and (record.host == local or record.resume_anywhere)
     ]
     results: list[ResumeResult] = []
     started_keys: set[str] = set()
+    token = uuid.uuid4().hex
     for record in reversed(candidates):  # latest first
         if record.key in started_keys or backend.is_locked(record.key):
             results.append(ResumeResult(record, "SKIPPED", "its lock is held"))
             continue
+        claim = f"resume:{record.run_id}"
+        if record.host != local and not backend.claim(claim, RESUME_CLAIM_TTL, token):
+            results.append(ResumeResult(record, "SKIPPED", "another host is resuming it"))
+            continue
         try:
             handle = spawn_job(record.job_spec, resumed=True)
         except CronmanError as exc:
+            if record.host != local:
+                backend.release_claim(claim, token)
             results.append(ResumeResult(record, "FAILED", str(exc)))
             continue
         backend.remove_record(record)
         started_keys.add(record.key)
-        results.append(ResumeResult(record, "RESUMED", handle.log_path or "", handle.pid))
+        results.append(ResumeResult(record, "RESUMED", handle.log_path or handle.remote_id or "", handle.pid))
     results.reverse()
     return results
+
+
+def runs_alive(runs: list[RunRecord]) -> list[bool | None]:
+    """Whether each run still lives, wherever it runs: a record, or one rebuilt from a history row or a task
+    (host, PID, process start time, run id).
+
+    This host's run: proven by PID and start time. Another host's, with a
+    shared lock backend: alive while the run of its stored record holds its
+    lock (a worker removes its record last, after its hooks); gone when no
+    record of it is left. None where that cannot be told: another host's run
+    with a backend of this host alone, or a store that cannot be read now.
+    """
+    flags: list[bool | None] = list(proven_alive(runs))
+    local = hostname()
+    foreign = [index for index, run in enumerate(runs) if run.host != local]
+    if not foreign:
+        return flags
+    backend = get_plugin_manager().lock_backend()
+    stored: dict[str, RunRecord] | None = None
+    if not backend.in_data_dir:
+        try:
+            stored = {record.run_id: record for record in backend.records()}
+        except CronmanError as exc:
+            logger.warning("cannot read the run records (%s): runs on other hosts are not judged", exc)
+    for index in foreign:
+        record = None if stored is None else stored.get(runs[index].run_id)
+        if stored is None:
+            flags[index] = None
+        elif record is None:
+            flags[index] = False
+        else:
+            try:
+                flags[index] = backend.is_held_by(record)
+            except CronmanError:
+                flags[index] = None
+    return flags
 
 
 def clean(target: str | None = None, *, this_host: bool = False) -> list[RunRecord]:
@@ -417,6 +465,7 @@ __all__ = [
     "liveness",
     "kill",
     "resume",
+    "runs_alive",
     "status",
     "suspend",
     "totals",

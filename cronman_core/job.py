@@ -82,6 +82,8 @@ class JobRun:
     #: This run is attempt ``attempt`` of ``attempts`` (``retries`` + 1) of one start of its job spec.
     attempt: int = 1
     attempts: int = 1
+    #: What the spawner asked the run's record to keep (``RunRecord.extra``: the queue it came through).
+    record_extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def job_name(self) -> str:

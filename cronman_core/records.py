@@ -7,6 +7,12 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+#: JSON object a spawner gives a run for its record's ``extra`` (taken out of the environment by the worker).
+RECORD_EXTRA_ENV = "CRONMAN_RECORD_EXTRA"
+#: ``extra`` key: the run came through a queue that any host sends to, so any of them may resume it
+#: (claimed once, ``cronman_core.control.resume``), not only the host that ran it.
+RESUME_ANYWHERE = "resume_anywhere"
+
 
 @dataclass
 class RunRecord:
@@ -22,6 +28,10 @@ class RunRecord:
     can_resume: bool = False
     killed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resume_anywhere(self) -> bool:
+        return bool(self.extra.get(RESUME_ANYWHERE))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 import traceback
 from collections.abc import Collection
 from types import FrameType
+from typing import Any
 
 from cronman_core import conf
 from cronman_core.control import kill
@@ -24,7 +26,7 @@ from cronman_core.pauses import Pause, now_iso
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.policies import NEXT_FIRE_ENV, RunPolicy, options_from_env, policy_for
 from cronman_core.process import create_time, on_stop_signals, signal_own_run
-from cronman_core.records import RunRecord
+from cronman_core.records import RECORD_EXTRA_ENV, RunRecord
 from cronman_core.runproof import holding_proof
 from cronman_core.taxonomies import LockType, RunStatus
 from cronman_core.utils import is_cron_process_resumed
@@ -134,6 +136,7 @@ def _record(job_class: type[BaseCronJob], run: JobRun, key: str) -> RunRecord:
         run_id=run.run_id,
         started_at=run.started_at.isoformat(),
         can_resume=bool(job_class.can_resume),
+        extra=dict(run.record_extra),
     )
 
 
@@ -174,11 +177,12 @@ def run_job(job_spec: str) -> int:
     spec, job_class = pm.resolve(job_spec)
     policy = policy_for(job_class, options_from_env())
     next_fire = _next_fire()
+    record_extra = _record_extra()
     attempts = policy.retries + 1
     attempt = 1
     while True:
         run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed(),
-                     attempt=attempt, attempts=attempts)
+                     attempt=attempt, attempts=attempts, record_extra=record_extra)
         with holding_proof(get_data_dir(), run.run_id):  # before any record names this process
             code = _run(pm, spec, job_class, run, policy)
         if policy.pause_after_failures is not None and _paused_after(pm, run, policy.pause_after_failures):
@@ -216,6 +220,21 @@ def _paused_after(pm: CronmanPluginManager, run: JobRun, limit: int) -> bool:
         return False
     logger.error("%s paused: %s; run cron_scheduler unpause %s to resume it", run.job_name, reason, run.job_name)
     return True
+
+
+def _record_extra() -> dict[str, Any]:
+    """What the spawner asked the run's record to keep (taken out of the environment: not the job's children's)."""
+    text = os.environ.pop(RECORD_EXTRA_ENV, None)
+    if not text:
+        return {}
+    try:
+        extra = json.loads(text)
+    except ValueError:
+        extra = None
+    if not isinstance(extra, dict):
+        logger.warning("ignoring a malformed %s: not a JSON object", RECORD_EXTRA_ENV)
+        return {}
+    return extra
 
 
 def _next_fire() -> float | None:

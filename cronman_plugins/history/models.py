@@ -26,19 +26,18 @@ class CronRunStatus(models.TextChoices):
 
 class CronRunQuerySet(models.QuerySet["CronRun"]):
     def close_vanished(self, now: dt.datetime) -> int:
-        """End the runs of this host still "running" whose worker is provably gone.
+        """End the runs still "running" whose worker is provably gone, on this host or (with a shared lock
+        backend) another one: a Celery host that runs no scheduler, a host that died.
 
         A worker killed with SIGKILL (or crashed) reports nothing; its run is
         marked killed, without an end time, so the history never shows it
         running forever.
         """
-        from cronman_core.process import hostname, verified_process
+        from cronman_core.control import runs_alive  # local: the app's models load before the plugins
 
-        vanished = [
-            run.pk
-            for run in self.filter(status=CronRunStatus.STARTED, host=hostname())
-            if verified_process(run.run_record()) is None
-        ]
+        running = list(self.filter(status=CronRunStatus.STARTED))
+        flags = runs_alive([run.run_record() for run in running])
+        vanished = [run.pk for run, alive in zip(running, flags, strict=True) if alive is False]
         return self.filter(pk__in=vanished, status=CronRunStatus.STARTED).update(
             status=CronRunStatus.KILLED,
             exit_reason=f"worker vanished (noticed {now:%Y-%m-%d %H:%M:%S} UTC)",

@@ -19,7 +19,8 @@ Where forking cannot be used the local spawner runs the job, with one
 warning: not on this platform, a template that cannot start (an error at
 import: the local worker then shows it in its log) or one that runs threads
 after start-up, and commands wrapped by a tool that only exec can apply
-(``CRONMAN_RAVEN_CMD``).
+(``CRONMAN_RAVEN_CMD``); and, without a warning, a job class that says
+``warm_fork = False`` (a job that must start from a fresh interpreter).
 """
 
 from __future__ import annotations
@@ -250,6 +251,8 @@ class PreforkSpawner(Spawner):
             logger.warning("%s", message)
 
     def spawn(self, command: WorkerCommand) -> SpawnHandle:
+        if not getattr(command.job_class, "warm_fork", True):
+            return self.local.spawn(command)  # the job asks for a new Python per run
         if command.fork_steps is None:
             self._warn_once(f"{command.argv[0]} wraps the worker command and only exec can apply it: "
                             "such runs use the local spawner")

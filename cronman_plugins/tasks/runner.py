@@ -26,7 +26,8 @@ from cronman_core import conf
 from cronman_core.errors import UnknownJobError, UsageError
 from cronman_core.job import JobRun, cron_job_registry
 from cronman_core.plugins import get_plugin_manager
-from cronman_core.process import create_time, hostname, verified_process
+from cronman_core.control import runs_alive
+from cronman_core.process import create_time
 from cronman_core.spawn import spawn_job
 from cronman_core.spawners import RequestedRun
 from cronman_plugins._db import guarded_write, log_database_error
@@ -101,14 +102,16 @@ def start_due_tasks(now: dt.datetime) -> list[CronTask]:
 def reap_dead_tasks(now: dt.datetime) -> None:
     """End tasks whose worker is gone: failed, or waiting again once if the job can resume.
 
-    A started task is checked only on its own host (PID plus process start
-    time); a queued task is dead once ``CRONMAN_TASK_QUEUED_TIMEOUT`` seconds
+    A started task is checked on its own host by PID plus process start time,
+    and from other hosts through a shared lock backend (its run's record and
+    lock: a Celery host needs no scheduler of its own); a queued task is dead once ``CRONMAN_TASK_QUEUED_TIMEOUT`` seconds
     (default 300) passed without its worker reporting (spawn failed, or the
     job's lock was busy so the worker skipped).
     """
     timeout = conf.get("CRONMAN_TASK_QUEUED_TIMEOUT")
-    for task in CronTask.objects.filter(status=CronTaskStatus.STARTED, host=hostname()):
-        if verified_process(task.run_record()) is None:
+    started = list(CronTask.objects.filter(status=CronTaskStatus.STARTED))
+    for task, alive in zip(started, runs_alive([task.run_record() for task in started]), strict=True):
+        if alive is False:
             _worker_died(task, now, "the worker ended without reporting (killed or crashed)")
     stale = CronTask.objects.filter(
         status=CronTaskStatus.QUEUED, queued_at__lt=now - dt.timedelta(seconds=timeout)
