@@ -39,6 +39,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
@@ -79,6 +80,8 @@ RERUN_ENV = "CRONMAN_CELERY_RERUN_OF"
 RERUN_KEEPS = (RUN_OPTIONS_ENV, NEXT_FIRE_ENV)
 #: How long one scheduler host keeps a lost run's re-run to itself; the re-run's message expires then.
 RERUN_CLAIM_TTL = 300.0
+#: How long a message without an expiry (a Cron Task's, a resume's) is kept from running twice.
+DELIVERY_CLAIM_TTL = 7 * 86400.0
 PR_SET_PDEATHSIG = 1
 conf.declare(
     conf.Setting("CRONMAN_CELERY_ENABLED", False, conf.FLAG),
@@ -146,9 +149,12 @@ class CelerySpawner(Spawner):
     def spawn(self, command: WorkerCommand) -> SpawnHandle:
         queue = conf.get("CRONMAN_CELERY_QUEUE")
         fire = ScheduledFire.decode(command.env.get(SCHEDULED_FIRE_ENV))
+        delivery = uuid.uuid4().hex
         result = get_app().send_task(
             TASK_NAME,
-            kwargs={"argv": command.argv, "env": env_changes(command.env), "job_spec": command.job_spec},
+            kwargs={"argv": command.argv, "env": env_changes(command.env), "job_spec": command.job_spec,
+                    "delivery": delivery},
+            task_id=delivery,
             queue=queue,
             # A scheduled run not taken by a worker within its grace is dropped, not run years late.
             expires=_expiry(command.env, fire),
@@ -165,10 +171,19 @@ def _expiry(env: Mapping[str, str], fire: ScheduledFire | None) -> dt.datetime |
     return dt.datetime.fromtimestamp(fire.expires, dt.UTC) if fire is not None else None
 
 
-def run_worker(argv: list[str], env: dict[str, str | None], job_spec: str) -> int:
-    """The Celery task: run the worker command on this host, wait, return its exit code."""
+def run_worker(argv: list[str], env: dict[str, str | None], job_spec: str, delivery: str = "") -> int:
+    """The Celery task: run the worker command on this host, wait, return its exit code.
+
+    ``delivery`` (the message's id) is claimed first: a message the broker
+    delivers again (its first Celery worker died, or lost the broker, before
+    Celery acknowledged it) does not run twice.
+    """
     pm = get_plugin_manager()
     _spec, job_class = pm.resolve(job_spec)
+    if delivery and not _first_delivery(pm.lock_backend(), delivery, env.get(SCHEDULED_FIRE_ENV)):
+        logger.warning("%s: message %s was delivered again after a Celery worker took it: not run twice",
+                       job_spec, delivery)
+        return 0
     rerun_of = env.get(RERUN_ENV)
     if rerun_of and not _take_over(pm.lock_backend(), rerun_of, job_spec):
         return 0
@@ -281,6 +296,13 @@ def _wait(pid: int) -> int:
         logger.error("PID %d was reaped by someone else: its exit code is unknown", pid)
         return -1
     return os.waitstatus_to_exitcode(status)
+
+
+def _first_delivery(backend: LockBackend, delivery: str, fire_text: str | None) -> bool:
+    """Claim message ``delivery`` for as long as it may still be delivered (until it expires, plus a margin)."""
+    fire = ScheduledFire.decode(fire_text)
+    ttl = DELIVERY_CLAIM_TTL if fire is None else max(60.0, fire.expires - time.time() + 60.0)
+    return backend.claim(f"celery-delivery:{delivery}", ttl, uuid.uuid4().hex)
 
 
 def _take_over(backend: LockBackend, run_id: str, job_spec: str) -> bool:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure what the tests need beyond PyPI is on this machine: redis-server,
-# PostgreSQL and MariaDB running on loopback, Debian's chromium for the admin browser tests.
+# PostgreSQL, MariaDB and RabbitMQ running on loopback, Debian's chromium for the admin browser tests.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
@@ -14,4 +14,8 @@ fi
 if command -v mariadbd >/dev/null && ! mysqladmin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
   for _ in $(seq 30); do mysqladmin -h 127.0.0.1 -u root ping >/dev/null 2>&1 && break; sleep 1; done
+fi
+if command -v rabbitmq-server >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+  rabbitmq-server -detached || true
+  for _ in $(seq 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done
 fi

@@ -231,3 +231,37 @@ class PgSession(BaseCronJob):
 
 
 cron_job_registry.register(PgSession)
+
+
+class CeleryRun(BaseCronJob):
+    """Celery cluster tests: mark where it ran (host, parent, fencing token, resumed), then work ``seconds``
+    or, given ``hold``, until that file exists (at most 60 s)."""
+
+    lock_type = LockType.PARAMS
+    can_resume = True
+    run_as_task = True
+
+    def run(self, tag="", seconds="0", hold=""):
+        run = self.context
+        _mark(type(self).__name__, {"event": "start", "tag": tag, "host": run.host, "ppid": os.getppid(),
+                                    "token": run.fencing_token, "resumed": run.resumed, "t": time.time()})
+        deadline = time.monotonic() + (60.0 if hold else float(seconds))
+        while time.monotonic() < deadline and not (hold and os.path.exists(hold)):
+            time.sleep(0.05)
+        _mark(type(self).__name__, {"event": "end", "tag": tag, "t": time.time()})
+
+
+class CeleryLocked(CeleryRun):
+    lock_type = LockType.CLASS
+
+
+class CeleryRetried(CeleryRun):
+    retry_on_worker_loss = True
+
+
+class CeleryFresh(CeleryRun):
+    warm_fork = False
+
+
+for job in (CeleryRun, CeleryLocked, CeleryRetried, CeleryFresh):
+    cron_job_registry.register(job)
