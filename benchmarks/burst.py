@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
@@ -61,10 +62,12 @@ def pss_mib(pids: list[int]) -> float:
     return total / 1024
 
 
-def wait_marks(marks: Path, count: int, timeout: float = 120) -> list[dict[str, float]]:
+def wait_marks(marks: Path | list[Path], count: int, timeout: float = 120) -> list[dict[str, float]]:
+    """The first ``count`` marks written to ``marks`` (one file, or several: one per host)."""
+    paths = marks if isinstance(marks, list) else [marks]
     deadline = time.monotonic() + timeout
     while True:
-        lines = marks.read_text().splitlines() if marks.exists() else []
+        lines = [line for path in paths if path.exists() for line in path.read_text().splitlines()]
         if len(lines) >= count:
             return [json.loads(line) for line in lines]
         if time.monotonic() > deadline:
@@ -82,23 +85,30 @@ def report(name: str, fire: float, marks: list[dict[str, float]]) -> tuple[float
     return inside, pss
 
 
-def burst_cronman(work: Path, jobs: int, spawner: str) -> tuple[float, float]:
-    pairs = [("* * * * *", f"MarkTime:tag={i},seconds=30") for i in range(jobs)]
-    project = make_project(work / spawner, pairs, CRONMAN_SPAWNER=spawner)
+def daemon_burst(name: str, project: Any, marks: list[Path], jobs: int, log: Path) -> tuple[float, float]:
+    """A ``cron_scheduler daemon`` of ``project`` started 15 s before a minute whose fires start ``jobs``
+    runs: from that minute until all are inside ``run()`` (their marks), and their ΣPSS."""
     if time.time() % 60 > 40:
         wait_for_minute_start()
     fire = (time.time() // 60 + 1) * 60
     time.sleep(max(0.0, fire - 15 - time.time()))
     for action in ("disable", "run", "enable"):  # a watermark: nothing is due before the next minute
         project.run("cron_scheduler", action)
-    with open(work / f"{spawner}-daemon.log", "w") as log:
-        daemon = project.popen("cron_scheduler", "daemon", stdout=log, stderr=log)
+    with open(log, "w") as out:
+        daemon = project.popen("cron_scheduler", "daemon", stdout=out, stderr=out)
         try:
-            marks = wait_marks(project.marks, jobs)
+            found = wait_marks(marks, jobs)
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=60)
-    return report(f"cronman daemon, {spawner} spawner", fire, marks)
+    return report(name, fire, found)
+
+
+def burst_cronman(work: Path, jobs: int, spawner: str) -> tuple[float, float]:
+    pairs = [("* * * * *", f"MarkTime:tag={i},seconds=30") for i in range(jobs)]
+    project = make_project(work / spawner, pairs, CRONMAN_SPAWNER=spawner)
+    return daemon_burst(f"cronman daemon, {spawner} spawner", project, [project.marks], jobs,
+                        work / f"{spawner}-daemon.log")
 
 
 def burst_old(work: Path, jobs: int) -> tuple[float, float]:

@@ -62,6 +62,7 @@ from cronman_core.spawners import (
     SpawnHandle,
     WorkerCommand,
 )
+from cronman_core.worker import EXIT_LOCK
 from cronman_plugins.local import LocalSpawner
 from cronman_plugins.prefork.child import enter_run, run_as_worker
 from cronman_plugins.prefork.plugin import fork_usable
@@ -180,13 +181,17 @@ def run_worker(argv: list[str], env: dict[str, str | None], job_spec: str, deliv
     """
     pm = get_plugin_manager()
     _spec, job_class = pm.resolve(job_spec)
-    if delivery and not _first_delivery(pm.lock_backend(), delivery, env.get(SCHEDULED_FIRE_ENV)):
-        logger.warning("%s: message %s was delivered again after a Celery worker took it: not run twice",
-                       job_spec, delivery)
-        return 0
-    rerun_of = env.get(RERUN_ENV)
-    if rerun_of and not _take_over(pm.lock_backend(), rerun_of, job_spec):
-        return 0
+    try:
+        if delivery and not _first_delivery(pm.lock_backend(), delivery, env.get(SCHEDULED_FIRE_ENV)):
+            logger.warning("%s: message %s was delivered again after a Celery worker took it: not run twice",
+                           job_spec, delivery)
+            return 0
+        rerun_of = env.get(RERUN_ENV)
+        if rerun_of and not _take_over(pm.lock_backend(), rerun_of, job_spec):
+            return 0
+    except CronmanError as exc:  # as a worker that cannot reach its lock store: nothing runs unguarded
+        logger.error("%s: cannot reach the lock backend (%s); not running", job_spec, exc)
+        return EXIT_LOCK
     worker_env = {name: value for name, value in os.environ.items() if env.get(name, value) is not None}
     worker_env.update((name, value) for name, value in env.items() if value is not None)
     worker_env.pop(RERUN_ENV, None)

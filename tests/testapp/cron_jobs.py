@@ -175,6 +175,15 @@ class MarkTime(BaseCronJob):
 cron_job_registry.register(MarkTime)
 
 
+class MarkTimeFresh(MarkTime):
+    """MarkTime in a new Python per run (``warm_fork = False``): the Celery dispatch benchmark's baseline."""
+
+    warm_fork = False
+
+
+cron_job_registry.register(MarkTimeFresh)
+
+
 class WhereAmI(BaseCronJob):
     """Mark the worker's parent process (Celery spawner tests: the Celery worker started it)."""
 
