@@ -22,6 +22,7 @@ their pools) before the daemon, as deployed ones are. Takes about five minutes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -53,10 +54,11 @@ register_task(app)
 def celery_side(work: Path, jobs: int, concurrency: int, job: str) -> tuple[float, float]:
     queue = f"cronman-bench-{uuid.uuid4().hex[:8]}"
     shared = work / "shared"
-    shared.mkdir(exist_ok=True)
+    shared.mkdir(parents=True, exist_ok=True)
     (shared / "cronman_bench_celery.py").write_text(CELERY_APP)
+    (shared / "cronman_bench_urls.py").write_text("urlpatterns = []\n")  # Celery checks the URLconf: no admin here
     settings = dict(CRONMAN_SPAWNER="celery", CRONMAN_CELERY_APP="cronman_bench_celery.app",
-                    CRONMAN_CELERY_QUEUE=queue, CELERY_BROKER_URL=BROKER,
+                    CRONMAN_CELERY_QUEUE=queue, CELERY_BROKER_URL=BROKER, ROOT_URLCONF="cronman_bench_urls",
                     CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP=True, CELERY_WORKER_PREFETCH_MULTIPLIER=1)
     pairs = [("* * * * *", f"{job}:tag={i},seconds=30") for i in range(jobs)]
     hosts = []
@@ -75,9 +77,9 @@ def celery_side(work: Path, jobs: int, concurrency: int, job: str) -> tuple[floa
                      "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"],
                     cwd=host.path, env=host.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
         time.sleep(10)  # the pools are up (they log nothing at WARNING)
-        for worker in workers:
+        for host, worker in zip(hosts, workers, strict=True):
             if worker.poll() is not None:
-                raise SystemExit(f"a celery worker exited: see {work}")
+                raise SystemExit("a celery worker exited:\n" + (host.path / "celery.log").read_text()[-3000:])
         scheduler = make_project(work / "scheduler", pairs, CRONMAN_HOSTNAME="scheduler", **settings)
         scheduler.pythonpath.insert(0, str(shared))
         how = "new Python per run" if job == "MarkTimeFresh" else "forked per run"
@@ -85,7 +87,8 @@ def celery_side(work: Path, jobs: int, concurrency: int, job: str) -> tuple[floa
                             [host.marks for host in hosts], jobs, work / "scheduler-daemon.log")
     finally:
         for worker in workers:
-            os.killpg(worker.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
         for worker in workers:
             worker.wait(timeout=60)
 

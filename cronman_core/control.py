@@ -394,23 +394,19 @@ def runs_alive(runs: list[RunRecord]) -> list[bool | None]:
     if not foreign:
         return flags
     backend = get_plugin_manager().lock_backend()
-    stored: dict[str, RunRecord] | None = None
-    if not backend.in_data_dir:
-        try:
-            stored = {record.run_id: record for record in backend.records()}
-        except CronmanError as exc:
-            logger.warning("cannot read the run records (%s): runs on other hosts are not judged", exc)
+    if backend.in_data_dir:
+        return [None if index in foreign else flag for index, flag in enumerate(flags)]
+    try:
+        stored = {record.run_id: record for record in backend.records()}
+        known = [(index, stored[runs[index].run_id]) for index in foreign if runs[index].run_id in stored]
+        held = liveness(backend, [record for _index, record in known])
+    except CronmanError as exc:
+        logger.warning("cannot read the run records (%s): runs on other hosts are not judged", exc)
+        return [None if index in foreign else flag for index, flag in enumerate(flags)]
     for index in foreign:
-        record = None if stored is None else stored.get(runs[index].run_id)
-        if stored is None:
-            flags[index] = None
-        elif record is None:
-            flags[index] = False
-        else:
-            try:
-                flags[index] = backend.is_held_by(record)
-            except CronmanError:
-                flags[index] = None
+        flags[index] = False  # no record left: its worker ended, or its host lost it
+    for (index, _record), alive in zip(known, held, strict=True):
+        flags[index] = alive
     return flags
 
 

@@ -167,3 +167,17 @@ def test_where_forking_cannot_be_used_the_local_spawner_runs_jobs_with_one_warni
     assert text.count(warning) == 1, text
     assert len(re.findall(r"spawned SpawnerProbe:tag=\w+ as PID", text)) == 2, text  # the local spawner's line
     assert "forked SpawnerProbe" not in text
+
+
+def test_a_job_that_says_warm_fork_false_gets_a_new_python_without_a_warning(
+    project: CronmanProject, driver
+) -> None:
+    forks = driver()
+    assert ForkedWorker(forks, "MarkTime:tag=warm").wait() == 0
+    assert ForkedWorker(forks, "MarkTimeFresh:tag=fresh").wait() == 0
+    marks = {m["tag"]: m for m in project.read_marks()}
+    text = _log(project)
+    assert marks["warm"]["pid"] in [int(pid) for pid in re.findall(r"forked MarkTime:tag=warm as PID (\d+)", text)]
+    assert marks["fresh"]["pid"] in [int(pid) for pid in
+                                     re.findall(r"spawned MarkTimeFresh:tag=fresh as PID (\d+)", text)]
+    assert "WARNING" not in text, text
