@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -64,7 +65,7 @@ from cronman_core.spawners import (
 )
 from cronman_core.worker import EXIT_LOCK
 from cronman_plugins.local import LocalSpawner
-from cronman_plugins.prefork.child import enter_run, run_as_worker
+from cronman_plugins.prefork.child import enter_run, run_as_worker, warm_worker
 from cronman_plugins.prefork.plugin import fork_usable
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def register_task(app: celery.Celery) -> Any:
     from celery import signals
 
     signals.task_revoked.connect(_revoked, weak=False, dispatch_uid="cronman-expired-runs")
+    signals.worker_process_init.connect(_warm, weak=False, dispatch_uid="cronman-warm-pool-process")
     return app.task(name=TASK_NAME, acks_late=False, reject_on_worker_lost=False)(run_worker)
 
 
@@ -120,6 +122,16 @@ def _revoked(sender: Any = None, request: Any = None, expired: bool = False, **k
     if fire is not None:
         first = dt.datetime.fromtimestamp(fire.first, dt.UTC)
         get_plugin_manager().fires_missed(job_spec, first, fire.count, "expired in queue", fire.key)
+
+
+def _warm(**kwargs: Any) -> None:
+    """A new pool process: warm it as the prefork template is warmed, so the runs it forks start at once."""
+    try:
+        warm_worker()
+    except Exception as exc:  # a run then pays for it; the pool process must start all the same
+        logger.warning("cannot warm this Celery pool process for cronman runs: %s", exc)
+        return
+    gc.freeze()  # a child's collections then do not copy the pages it shares with this process
 
 
 def get_app() -> celery.Celery:

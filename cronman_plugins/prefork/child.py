@@ -32,6 +32,28 @@ from typing import NoReturn
 _KEPT_SIGNALS = {getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)}
 
 
+def warm_worker() -> None:
+    """In a process that set Django up and will fork runs: do once what each run's worker would do
+    before its job (plugins and job modules, data dir, host name, the command's parser), and close the
+    database and cache connections a child must not share."""
+    import psutil  # noqa: F401  (imported by the worker when it records its run)
+    from django.core.cache import caches
+    from django.core.management import load_command_class
+    from django.db import connections
+
+    from cronman_core.datadir import get_data_dir
+    from cronman_core.plugins import get_plugin_manager
+    from cronman_core.process import hostname
+
+    pm = get_plugin_manager()  # plugins, their settings, every job module
+    pm.reserved_params  # noqa: B018  (computed once here, not in every run)
+    get_data_dir()
+    hostname()
+    load_command_class("cronman_core", "cron_worker").create_parser("django", "cron_worker")  # argparse, gettext
+    connections.close_all()
+    caches.close_all()
+
+
 def open_fds() -> set[int]:
     """This process's open descriptors."""
     return {int(name) for name in os.listdir("/proc/self/fd")}
@@ -120,4 +142,4 @@ def run_as_worker(
         os._exit(code)
 
 
-__all__ = ["enter_run", "open_fds", "run_as_worker", "run_worker", "take_environment"]
+__all__ = ["enter_run", "open_fds", "run_as_worker", "run_worker", "take_environment", "warm_worker"]

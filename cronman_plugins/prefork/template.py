@@ -44,7 +44,7 @@ import threading
 import traceback
 from typing import Any, NoReturn
 
-from cronman_plugins.prefork.child import enter_run, open_fds, run_as_worker
+from cronman_plugins.prefork.child import enter_run, open_fds, run_as_worker, warm_worker
 
 #: Largest message; a run's is its environment and argv (a few KiB).
 MAX_MESSAGE = 1 << 20
@@ -77,22 +77,7 @@ def warm_up() -> None:
     import django
 
     django.setup()
-    import psutil  # noqa: F401  (imported by the worker when it records its run)
-    from django.core.cache import caches
-    from django.core.management import load_command_class
-    from django.db import connections
-
-    from cronman_core.datadir import get_data_dir
-    from cronman_core.plugins import get_plugin_manager
-    from cronman_core.process import hostname
-
-    pm = get_plugin_manager()  # plugins, their settings, every job module
-    pm.reserved_params  # noqa: B018  (computed once here, not in every run)
-    get_data_dir()
-    hostname()
-    load_command_class("cronman_core", "cron_worker").create_parser("django", "cron_worker")  # argparse, gettext
-    connections.close_all()
-    caches.close_all()
+    warm_worker()
 
 
 class Template:

@@ -23,10 +23,10 @@ import os
 from django.db import DatabaseError
 
 from cronman_core import conf
+from cronman_core.control import runs_alive
 from cronman_core.errors import UnknownJobError, UsageError
 from cronman_core.job import JobRun, cron_job_registry
 from cronman_core.plugins import get_plugin_manager
-from cronman_core.control import runs_alive
 from cronman_core.process import create_time
 from cronman_core.spawn import spawn_job
 from cronman_core.spawners import RequestedRun
@@ -104,8 +104,8 @@ def reap_dead_tasks(now: dt.datetime) -> None:
 
     A started task is checked on its own host by PID plus process start time,
     and from other hosts through a shared lock backend (its run's record and
-    lock: a Celery host needs no scheduler of its own); a queued task is dead once ``CRONMAN_TASK_QUEUED_TIMEOUT`` seconds
-    (default 300) passed without its worker reporting (spawn failed, or the
+    lock: a Celery host needs no scheduler of its own); a queued task is dead
+    once ``CRONMAN_TASK_QUEUED_TIMEOUT`` seconds (default 300) passed without its worker reporting (spawn failed, or the
     job's lock was busy so the worker skipped).
     """
     timeout = conf.get("CRONMAN_TASK_QUEUED_TIMEOUT")
