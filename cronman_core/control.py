@@ -10,6 +10,7 @@ proven worker is ever signalled.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import getpass
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from cronman_core import conf
 from cronman_core.datadir import get_data_dir
 from cronman_core.errors import CronmanError, UsageError
-from cronman_core.job import cron_job_registry
+from cronman_core.job import Progress, cron_job_registry
 from cronman_core.jobspec import parse
 from cronman_core.locks import LockBackend
 from cronman_core.plugins import get_plugin_manager
@@ -56,8 +57,20 @@ class WorkerEntry:
     record: RunRecord
     status: str
 
+    @property
+    def progress(self) -> str:
+        """What a live run said of its progress, with its ETA (``BaseCronJob.progress``); "" if nothing."""
+        progress = Progress.from_dict(self.record.extra.get("progress"))
+        if progress is None or self.status != JobStatus.ALIVE:
+            return ""
+        try:
+            started = dt.datetime.fromisoformat(self.record.started_at)
+        except ValueError:
+            return ""
+        return progress.describe(started)
+
     def as_dict(self) -> dict[str, Any]:
-        data = {"name": self.record.key, "status": self.status}
+        data = {"name": self.record.key, "status": self.status, "progress": self.progress}
         data.update(asdict(self.record))
         return data
 

@@ -215,6 +215,27 @@ def cronman_job_killed(run: JobRun, signum: int) -> None:
 
 
 @hookspec
+def cronman_job_progress(run: JobRun) -> None:
+    """The job reported how far it got (``self.progress(done, total, message)`` in ``run()``).
+
+    Called in the worker process, from the job's own call, at most once a
+    second per run (and always when ``done`` reaches ``total``): keep it
+    quick. The history plugin keeps it on the run's row.
+
+    :param run: the running run; ``run.progress`` is a
+        :class:`~cronman_core.job.Progress` (``done``, ``total`` or None,
+        ``message``, ``at``) and ``run.progress.describe(run.started_at)``
+        reads ``42% (42 of 100), ETA 1 m 12 s: message``.
+
+    Example::
+
+        @hookimpl
+        def cronman_job_progress(run):
+            statsd.gauge(f"cron.{run.job_name}.done", run.progress.done)
+    """
+
+
+@hookspec
 def cronman_job_skipped(run: JobRun, reason: str) -> None:
     """The worker did not run the job: its lock is held by another worker.
 

@@ -7,13 +7,15 @@ import difflib
 import logging
 import os
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from cronman_core.errors import UnknownJobError, UsageError
 from cronman_core.jobspec import JobSpec, format_spec
+from cronman_core.output import OutputTail
 from cronman_core.process import hostname
 from cronman_core.taxonomies import LockType, RunStatus
 
@@ -56,6 +58,64 @@ class BaseCronJob:
         """Main logic of the job; params arrive as strings."""
         raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
 
+    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
+        """Say how far ``run()`` got: ``cron_worker status`` shows percent and ETA, the run history too.
+
+        Cheap to call often: the worker passes it on at most once a second
+        (and always when ``done`` reaches ``total``).
+        """
+        if self.context is not None:
+            self.context.report_progress(done, total, message)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run got (``BaseCronJob.progress``), and when it said so (Unix seconds)."""
+
+    done: float
+    total: float | None
+    message: str
+    at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"done": self.done, "total": self.total, "message": self.message, "at": self.at}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Progress | None:
+        """A progress stored in a record or a row; None for anything else (a store anyone may damage)."""
+        try:
+            total = data["total"]
+            return cls(float(data["done"]), None if total is None else float(total), str(data["message"])[:200],
+                       float(data["at"]))
+        except (TypeError, KeyError, ValueError):
+            return None
+
+    def describe(self, started_at: dt.datetime, eta: bool = True) -> str:
+        """``42% (42 of 100), ETA 1 m 12 s: message``: the ETA (of a run still going) from its pace so far."""
+        text = f"{_number(self.done)} done"
+        if self.total:
+            text = f"{min(100.0, 100 * self.done / self.total):.0f}% ({_number(self.done)} of {_number(self.total)})"
+            elapsed = self.at - started_at.timestamp()
+            if eta and 0 < self.done < self.total and elapsed > 0:
+                left = elapsed * (self.total - self.done) / self.done - (time.time() - self.at)
+                text += f", ETA {format_seconds(max(0.0, left))}"
+        return f"{text}: {self.message}" if self.message else text
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def format_seconds(seconds: float) -> str:
+    """``1 h 2 m``, ``1 m 12 s``, ``3.4 s``: a duration as people read it."""
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} m"
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -84,6 +144,13 @@ class JobRun:
     attempts: int = 1
     #: What the spawner asked the run's record to keep (``RunRecord.extra``: the queue it came through).
     record_extra: dict[str, Any] = field(default_factory=dict)
+    #: What the run printed (stdout and stderr), its last 64 KiB, read as it finished; None: not captured
+    #: (output to a terminal or a pipe).
+    output: str | None = None
+    output_tail: OutputTail | None = field(default=None, repr=False, compare=False)
+    #: The last progress the job reported (``BaseCronJob.progress``), and where the worker passes it on.
+    progress: Progress | None = None
+    progress_sink: Callable[[JobRun], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def job_name(self) -> str:
@@ -110,10 +177,22 @@ class JobRun:
             return value
         return getattr(self.job_class, name, default)
 
+    def report_progress(self, done: float, total: float | None = None, message: str = "") -> None:
+        """Record the job's progress and pass it on (``BaseCronJob.progress``)."""
+        numbers = (done,) if total is None else (done, total)
+        if any(isinstance(n, bool) or not isinstance(n, int | float) or n != n or n < 0 for n in numbers):
+            raise ValueError(f"progress({done!r}, {total!r}): done and total must be numbers >= 0")
+        self.progress = Progress(float(done), None if total is None else float(total), str(message)[:200],
+                                 time.time())
+        if self.progress_sink is not None:
+            self.progress_sink(self)
+
     def finish(self, status: str, error: str | None = None) -> None:
         self.status = status
         self.error = error
         self.finished_at = utcnow()
+        if self.output_tail is not None:
+            self.output = self.output_tail.read()
 
 
 class CronJobRegistry:

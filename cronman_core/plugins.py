@@ -63,6 +63,7 @@ NOTIFICATION_HOOKS = frozenset({
     "cronman_job_failed",
     "cronman_job_killed",
     "cronman_job_skipped",
+    "cronman_job_progress",
     "cronman_report_error",
     "cronman_scheduler_tick",
     "cronman_scheduler_tick_done",
@@ -174,6 +175,9 @@ class CronmanPluginManager(pluggy.PluginManager):
 
     def job_killed(self, run: JobRun, signum: int) -> None:
         self._notify("cronman_job_killed", run=run, signum=signum)
+
+    def job_progress(self, run: JobRun) -> None:
+        self._notify("cronman_job_progress", run=run)
 
     def job_skipped(self, run: JobRun, reason: str) -> None:
         self._notify("cronman_job_skipped", run=run, reason=reason)

@@ -22,6 +22,7 @@ from cronman_core.errors import CronmanError
 from cronman_core.job import BaseCronJob, JobRun
 from cronman_core.jobspec import JobSpec, bind, canonical_params
 from cronman_core.locks import FireClaims, Lock
+from cronman_core.output import OutputTail
 from cronman_core.pauses import Pause, now_iso
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.policies import NEXT_FIRE_ENV, RunPolicy, options_from_env, policy_for
@@ -41,6 +42,9 @@ EXIT_LOCK = 3
 EXIT_TIMEOUT = 124
 #: How often a run with ``overlap = "wait"`` (or one replacing the holder) asks for the lock again.
 LOCK_POLL = 0.2
+
+#: A job's progress is passed on at most this often (seconds).
+PROGRESS_INTERVAL = 1.0
 
 #: Most error text any hook gets (the full traceback goes to the error reporter).
 ERROR_TEXT_LIMIT = 10_000
@@ -104,6 +108,29 @@ class _SelfStop:
             for child in alive:
                 with contextlib.suppress(psutil.Error):
                     child.kill()
+
+
+class _ProgressSink:
+    """Passes a job's progress on (its run record, ``cronman_job_progress``) at most once a second."""
+
+    def __init__(self, pm: CronmanPluginManager, lock: Lock | None) -> None:
+        self.pm = pm
+        self.lock = lock
+        self.last = -PROGRESS_INTERVAL
+
+    def __call__(self, run: JobRun) -> None:
+        progress = run.progress
+        now = time.monotonic()
+        final = progress is not None and progress.total is not None and progress.done >= progress.total
+        if progress is None or (now - self.last < PROGRESS_INTERVAL and not final):
+            return
+        self.last = now
+        if self.lock is not None:
+            try:
+                self.lock.update(extra={**self.lock.record.extra, "progress": progress.as_dict()})
+            except Exception as exc:  # progress is a convenience: the job goes on
+                logger.debug("%s: cannot store its progress (%s)", run.job_spec, exc)
+        self.pm.job_progress(run)
 
 
 def lock_key(job_class: type[BaseCronJob], spec: JobSpec, reserved: Collection[str] = ()) -> str | None:
@@ -181,10 +208,14 @@ def run_job(job_spec: str) -> int:
     attempts = policy.retries + 1
     attempt = 1
     while True:
+        tail = OutputTail.start()
         run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed(),
-                     attempt=attempt, attempts=attempts, record_extra=record_extra)
-        with holding_proof(get_data_dir(), run.run_id):  # before any record names this process
-            code = _run(pm, spec, job_class, run, policy)
+                     attempt=attempt, attempts=attempts, record_extra=record_extra, output_tail=tail)
+        try:
+            with holding_proof(get_data_dir(), run.run_id):  # before any record names this process
+                code = _run(pm, spec, job_class, run, policy)
+        finally:
+            tail.close()
         if policy.pause_after_failures is not None and _paused_after(pm, run, policy.pause_after_failures):
             return code
         if code != EXIT_FAILED or attempt == attempts:
@@ -306,6 +337,7 @@ def _run(
                 pm.job_skipped(run, reason)
                 return EXIT_OK
     self_stop = _SelfStop()
+    run.progress_sink = _ProgressSink(pm, lock)
     if lock is not None:
         lock.on_stop_requested = self_stop.stop
         if key is not None:  # a record's own key guards nothing: never stop for losing it

@@ -65,7 +65,18 @@ def check_path(check_id: str | None = None, slug: str | None = None) -> str | No
     return None
 
 
-def ping(check: str, event: str, run_id: str, error: str | None = None) -> bool:
+def fail_body(error: str | None, output: str | None) -> bytes:
+    """The error, then the end of the run's output, within :data:`BODY_LIMIT` bytes (no character split)."""
+    body = (error or "").encode()[:BODY_LIMIT].decode(errors="ignore").encode()
+    if output:
+        head = b"\n\n--- the end of its output ---\n"
+        room = BODY_LIMIT - len(body) - len(head)
+        if room > 0:
+            body += head + output.encode()[-room:].decode(errors="ignore").encode()
+    return body
+
+
+def ping(check: str, event: str, run_id: str, error: str | None = None, output: str | None = None) -> bool:
     """Send one ping (``event``: start / success / fail); never raises."""
     label = f"healthchecks {event} ping"
     try:
@@ -76,15 +87,15 @@ def ping(check: str, event: str, run_id: str, error: str | None = None) -> bool:
     if event != "success":
         url += f"/{event}"
     data = None
-    if event == "fail":  # cut to the limit without splitting a character
-        data = (error or "").encode()[:BODY_LIMIT].decode(errors="ignore").encode()
+    if event == "fail":
+        data = fail_body(error, output)
     return _pinger.ping(label, url, budget_key=run_id, params={"rid": run_uuid(run_id)}, data=data)
 
 
 def _job_ping(run: JobRun, event: str) -> None:
     check = check_path(run.job_value("healthchecks_id"), run.job_value("healthchecks_slug"))
     if check:
-        ping(check, event, run.run_id, run.error)
+        ping(check, event, run.run_id, run.error, run.output)
 
 
 @hookimpl

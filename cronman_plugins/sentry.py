@@ -146,6 +146,8 @@ def cronman_report_error(
                 {"job_spec": run.job_spec, "pid": run.pid, "started_at": run.started_at.isoformat(),
                  "duration": run.duration, "resumed": run.resumed},
             )
+            if run.output:  # as an attachment: event fields are cut to 1,024 characters
+                scope.add_attachment(bytes=run.output.encode(), filename="output.txt", content_type="text/plain")
         sentry_sdk.capture_exception(exc)
 
 

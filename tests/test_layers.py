@@ -20,7 +20,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "leaves": (
         "cronman_core", "cronman_core.errors", "cronman_core.taxonomies", "cronman_core.utils",
         "cronman_core.conf", "cronman_core.cronexpr", "cronman_core.files", "cronman_core.records",
-        "cronman_core.datadir", "cronman_core.process", "cronman_core.runproof",
+        "cronman_core.datadir", "cronman_core.process", "cronman_core.runproof", "cronman_core.output",
     ),
     "contracts and data": (
         "cronman_core.jobspec", "cronman_core.job", "cronman_core.locks", "cronman_core.spawners",

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
+from django.utils.html import format_html
 
 from cronman_core.errors import UnknownJobError
 from cronman_core.job import cron_job_registry
@@ -22,17 +23,29 @@ from cronman_plugins.history.timeline import build_timeline
 @admin.register(CronRun)
 class CronRunAdmin(admin.ModelAdmin):
     list_display = (
-        "job_spec", "status", "attempt_display", "started_at", "finished_at", "duration_display", "host", "pid",
-        "exit_reason",
+        "job_spec", "status", "attempt_display", "started_at", "finished_at", "duration_display", "progress_display",
+        "host", "pid", "exit_reason",
     )
     list_filter = ("status", "job_name", "host", "started_at")
     search_fields = ("job_spec", "run_id", "host", "error", "exit_reason")
     date_hierarchy = "started_at"
-    readonly_fields = [f.name for f in CronRun._meta.fields if f.name != "id"]
+    readonly_fields = [{"output": "output_display", "progress": "progress_display"}.get(f.name, f.name)
+                       for f in CronRun._meta.fields if f.name != "id"]
+
+    @admin.display(description="Output (its last 64 KiB)")
+    def output_display(self, obj: CronRun) -> str:
+        if not obj.output:
+            return "-"
+        return format_html('<pre class="cronman-output" style="white-space: pre-wrap; max-height: 40em; '
+                           'overflow: auto">{}</pre>', obj.output)
 
     @admin.display(description="Duration", ordering="duration")
     def duration_display(self, obj: CronRun) -> str:
         return "-" if obj.duration is None else f"{obj.duration:.1f} s"
+
+    @admin.display(description="Progress")
+    def progress_display(self, obj: CronRun) -> str:
+        return obj.progress_text() or "-"
 
     @admin.display(description="Attempt")
     def attempt_display(self, obj: CronRun) -> str:

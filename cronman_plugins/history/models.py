@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from django.db import models
 
 from cronman_core import conf
+from cronman_core.job import Progress
 from cronman_core.records import RunRecord
 from cronman_core.taxonomies import RunStatus
 
 #: Runs that started more than this many days ago are deleted by CleanCronTasks.
-conf.declare(conf.Setting("CRONMAN_HISTORY_DAYS", 30.0, conf.seconds(unit="days")))
+conf.declare(
+    conf.Setting("CRONMAN_HISTORY_DAYS", 30.0, conf.seconds(unit="days")),
+    # A run's captured output (up to 64 KiB) is emptied this many days after it started (the row stays).
+    conf.Setting("CRONMAN_HISTORY_OUTPUT_DAYS", 7.0, conf.seconds(unit="days")),
+)
 
 
 class CronRunStatus(models.TextChoices):
@@ -22,6 +28,7 @@ class CronRunStatus(models.TextChoices):
     LOST_LOCK = RunStatus.LOST_LOCK, "Lost its lock"
     TIMEOUT = RunStatus.TIMEOUT, "Timed out"
     MISSED = RunStatus.MISSED, "Missed"
+    SKIPPED = RunStatus.SKIPPED, "Skipped"
 
 
 class CronRunQuerySet(models.QuerySet["CronRun"]):
@@ -44,9 +51,11 @@ class CronRunQuerySet(models.QuerySet["CronRun"]):
         )
 
     def purge(self, now: dt.datetime) -> int:
-        """Delete runs that started before ``CRONMAN_HISTORY_DAYS`` days ago; return how many."""
-        days = conf.get("CRONMAN_HISTORY_DAYS")
-        deleted, _ = self.filter(started_at__lt=now - dt.timedelta(days=days)).delete()
+        """Delete runs that started before ``CRONMAN_HISTORY_DAYS`` days ago, and empty the output of those
+        before ``CRONMAN_HISTORY_OUTPUT_DAYS``; return how many runs were deleted."""
+        deleted, _ = self.filter(started_at__lt=now - dt.timedelta(days=conf.get("CRONMAN_HISTORY_DAYS"))).delete()
+        self.filter(started_at__lt=now - dt.timedelta(days=conf.get("CRONMAN_HISTORY_OUTPUT_DAYS"))).exclude(
+            output="").update(output="")
         return deleted
 
 
@@ -62,6 +71,10 @@ class CronRun(models.Model):
     status = models.CharField(max_length=16, choices=CronRunStatus.choices)
     exit_reason = models.CharField(max_length=255, blank=True, default="")
     error = models.TextField(blank=True, default="")
+    #: The last 64 KiB of what the run printed (stdout and stderr), where its output went to a file.
+    output = models.TextField(blank=True, default="")
+    #: The last progress the job reported (JSON of ``cronman_core.job.Progress``), kept as it ended.
+    progress = models.TextField(blank=True, default="")
     resumed = models.BooleanField(default=False)
     #: Attempt ``attempt`` of ``attempts`` (the job's ``retries`` + 1).
     attempt = models.PositiveSmallIntegerField(default=1)
@@ -78,6 +91,16 @@ class CronRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_spec} @ {self.started_at:%Y-%m-%d %H:%M:%S} ({self.status})"
+
+    def progress_text(self) -> str:
+        """``42% (42 of 100), ETA 1 m 12 s: message`` (no ETA once the run ended); "" if it said nothing."""
+        try:
+            progress = Progress.from_dict(json.loads(self.progress)) if self.progress else None
+        except ValueError:
+            progress = None
+        if progress is None:
+            return ""
+        return progress.describe(self.started_at, eta=self.status == CronRunStatus.STARTED)
 
     def run_record(self) -> RunRecord:
         """The worker as a run record, for ``verified_process``."""

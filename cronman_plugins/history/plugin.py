@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import signal
 
@@ -35,6 +36,8 @@ def _fields(run: JobRun) -> dict[str, object]:
         "duration": run.duration,
         "status": run.status,
         "error": run.traceback or run.error or "",
+        "output": run.output or "",
+        "progress": json.dumps(run.progress.as_dict()) if run.progress is not None else "",
         "resumed": run.resumed,
         "attempt": run.attempt,
         "attempts": run.attempts,
@@ -88,6 +91,19 @@ def cronman_fires_missed(job_spec: str, first: dt.datetime, count: int, reason: 
 @hookimpl
 def cronman_scheduler_tick_done(now: dt.datetime) -> None:
     guarded_write(logger, "closing runs of vanished workers", lambda: CronRun.objects.close_vanished(now))
+
+
+@hookimpl
+def cronman_job_progress(run: JobRun) -> None:
+    progress = json.dumps(run.progress.as_dict()) if run.progress is not None else ""
+    guarded_write(logger, f"recording the progress of run {run.run_id}",
+                  lambda: CronRun.objects.filter(run_id=run.run_id).update(progress=progress))
+
+
+@hookimpl
+def cronman_job_skipped(run: JobRun, reason: str) -> None:
+    """A run that did not run its job (its lock was held): a row all the same, every slot accounted for."""
+    _record(run, reason[:255])
 
 
 @hookimpl

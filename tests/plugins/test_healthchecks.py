@@ -87,3 +87,24 @@ def test_enabled_and_listed_is_registered_once(settings):
         settings, "cronman_plugins.healthchecks", CRONMAN_HEALTHCHECKS_ENABLED=True
     )
     assert times == 1
+
+
+def test_fail_body_ends_with_the_runs_output(project, http_server, tmp_path):
+    import subprocess
+
+    server = http_server()
+    _configure(project, server)
+    with open(tmp_path / "run.log", "w") as log:  # a file, as a spawned worker's output is
+        worker = project.popen("cron_worker", "run", "Monitored:fail='disk full',say=last-words", stdout=log,
+                               stderr=subprocess.STDOUT)
+        assert worker.wait(timeout=60) == 1
+    (fail,) = [r for r in server.requests if r.path == f"/{CHECK}/fail"]
+    assert fail.body.startswith(b"RuntimeError: disk full\n\n--- the end of its output ---\n")
+    assert b"last-words\n" in fail.body
+
+
+def test_fail_body_keeps_the_error_and_the_end_of_a_long_output_within_the_limit():
+    body = healthchecks.fail_body("RuntimeError: boom", "é" * 20_000 + "the end")
+    assert len(body) <= healthchecks.BODY_LIMIT
+    assert body.startswith(b"RuntimeError: boom\n\n--- the end of its output ---\n") and body.endswith(b"the end")
+    body.decode()  # no character cut in two

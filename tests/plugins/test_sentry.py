@@ -130,3 +130,17 @@ def test_enabled_and_listed_is_registered_once(settings, module, switch):
 
 
 # -- raven-cmd -------------------------------------------------------------------
+
+
+def test_a_failing_runs_output_goes_with_its_event_as_an_attachment(project, http_server, tmp_path):
+    import subprocess
+
+    server = http_server()
+    project.configure(CRONMAN_SENTRY_ENABLED=True, CRONMAN_SENTRY_CONFIG={"dsn": server.dsn})
+    with open(tmp_path / "run.log", "w") as log:
+        worker = project.popen("cron_worker", "run", "Monitored:fail=boom,say=last-words", stdout=log,
+                               stderr=subprocess.STDOUT)
+        assert worker.wait(timeout=60) == 1
+    attachments = [(header, body) for header, body in server.envelope_items() if header.get("type") == "attachment"]
+    assert [header["filename"] for header, _body in attachments] == ["output.txt"]
+    assert b"last-words\n" in attachments[0][1]["raw"]

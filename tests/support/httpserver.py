@@ -98,7 +98,7 @@ class Recorder:
                 try:
                     items.append((header, json.loads(payload)))
                 except ValueError:
-                    items.append((header, {}))
+                    items.append((header, {"raw": payload}))  # an attachment
         return items
 
     def items_of(self, item_type: str) -> list[dict[str, Any]]:

@@ -128,8 +128,10 @@ class Monitored(BaseCronJob):
     healthchecks_id = "5bd5e4c6-4c36-4b5a-9f3c-6b5bb1a0c0de"
     sentry_monitor_slug = "monitored-job"
 
-    def run(self, fail="", sleep="0"):
+    def run(self, fail="", sleep="0", say=""):
         _mark("Monitored", {"fail": fail})
+        if say:
+            print(say, flush=True)
         time.sleep(float(sleep))
         if fail:
             raise RuntimeError(fail)
@@ -273,4 +275,33 @@ class CeleryFresh(CeleryRun):
 
 
 for job in (CeleryRun, CeleryLocked, CeleryRetried, CeleryFresh):
+    cron_job_registry.register(job)
+
+
+class Chatty(BaseCronJob):
+    """Print ``mib`` MiB of numbered lines (the last one ``last line``), then raise if ``fail``."""
+
+    lock_type = None
+
+    def run(self, mib="1", fail=""):
+        line = "x" * 99 + "\n"
+        for number in range(int(float(mib) * 1024 * 1024) // 100):
+            sys.stdout.write(f"{number:09d} {line[10:]}")
+        print("last line", flush=True)
+        if fail:
+            raise RuntimeError(fail)
+
+
+class Progressing(BaseCronJob):
+    """Report progress through ``steps`` steps, ``delay`` seconds each."""
+
+    def run(self, steps="10", delay="0.5"):
+        total = int(steps)
+        for done in range(total):
+            self.progress(done, total, f"step {done}")
+            time.sleep(float(delay))
+        self.progress(total, total, "all done")
+
+
+for job in (Chatty, Progressing):
     cron_job_registry.register(job)

@@ -86,7 +86,7 @@ class Command(CronmanCommand):
         """Tab-separated lines (the job spec last: it may hold spaces), then totals."""
         lines = [
             f"{e.status}\t{e.record.pid}\t{e.record.host}\t{e.record.started_at}\t"
-            f"{e.record.key}\t{e.record.job_spec}\n"
+            f"{e.record.key}\t{e.progress or '-'}\t{e.record.job_spec}\n"
             for e in entries
         ]
         self.stdout.write("".join(lines), ending="")
@@ -100,7 +100,7 @@ class Command(CronmanCommand):
             data = {"workers": [e.as_dict() for e in entries], "totals": control.totals(entries)}
             self.stdout.write(json.dumps(data, indent=2))
             return
-        self.stdout.write("STATUS\tPID\tHOST\tSTARTED\tNAME\tJOB SPEC")
+        self.stdout.write("STATUS\tPID\tHOST\tSTARTED\tNAME\tPROGRESS\tJOB SPEC")
         self._entries(entries)
         if not entries:
             self.stderr.write(f"({control.where_records()})")
