@@ -55,10 +55,13 @@ def pss_mib(pids: list[int]) -> float:
     """Sum of the processes' proportional set sizes, in MiB."""
     total = 0
     for pid in pids:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            for line in rollup:
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:  # it left run() already: the burst took longer than its job
+            print(f"PID {pid} has exited: not counted", file=sys.stderr)
     return total / 1024
 
 
