@@ -121,6 +121,21 @@ def cronman_lock_backend(data_dir: Path) -> LockBackend | None:
 
 
 @hookspec(firstresult=True)
+def cronman_metrics() -> str | None:
+    """Return this host's metrics in the Prometheus text format (``cron_worker metrics`` prints it).
+
+    The first plugin that returns text wins (the built-in one is
+    ``cronman_plugins.prometheus``, with ``CRONMAN_PROMETHEUS_ENABLED``).
+
+    Example::
+
+        @hookimpl
+        def cronman_metrics():
+            return prometheus_client.generate_latest(my_registry).decode()
+    """
+
+
+@hookspec(firstresult=True)
 def cronman_spawner(data_dir: Path, long_lived: bool) -> Spawner | None:
     """Return the spawner that starts a worker for a job spec.
 

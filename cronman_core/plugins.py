@@ -54,6 +54,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "cronman_plugins.redis.plugin",
     "cronman_plugins.database.plugin",
     "cronman_plugins.celery",
+    "cronman_plugins.prometheus.plugin",
 )
 
 #: Hooks whose implementations the core calls one by one, isolating failures.
@@ -138,6 +139,14 @@ class CronmanPluginManager(pluggy.PluginManager):
         """Where paused jobs are kept (``cronman_pause_store``; the data dir without one)."""
         store: PauseStore | None = self.hook.cronman_pause_store(data_dir=get_data_dir())
         return store if store is not None else FilePauseStore(get_data_dir())
+
+    def metrics(self) -> str:
+        """This host's metrics text (``cronman_metrics``); a :class:`UsageError` without a metrics plugin."""
+        text: str | None = self.hook.cronman_metrics()
+        if text is None:
+            raise UsageError("no metrics: set CRONMAN_PROMETHEUS_ENABLED = True (the prometheus extra), "
+                             "or enable another plugin that implements cronman_metrics")
+        return text
 
     def spawner(self, long_lived: bool = False) -> Spawner:
         """The spawner (``cronman_spawner``), asked anew at each spawn."""

@@ -35,9 +35,12 @@ class ScheduledFire:
     key: str
     #: The last moment it may still start (the newest fire plus the entry's grace).
     expires: float
+    #: The newest fire instant it covers (the one it runs for); None from a tick that did not say.
+    fire: int | None = None
 
     def encode(self) -> str:
-        return json.dumps({"first": self.first, "count": self.count, "key": self.key, "expires": self.expires})
+        return json.dumps({"first": self.first, "count": self.count, "key": self.key, "expires": self.expires,
+                           "fire": self.fire})
 
     @classmethod
     def decode(cls, text: str | None) -> ScheduledFire | None:
@@ -46,7 +49,9 @@ class ScheduledFire:
             return None
         try:
             data = json.loads(text)
-            return cls(int(data["first"]), int(data["count"]), str(data["key"]), float(data["expires"]))
+            fire = data.get("fire")
+            return cls(int(data["first"]), int(data["count"]), str(data["key"]), float(data["expires"]),
+                       None if fire is None else int(fire))
         except (ValueError, TypeError, KeyError):
             return None
 

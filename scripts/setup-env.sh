@@ -21,7 +21,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
       >"$VENV/apt.log" 2>&1 || { tail -n 20 "$VENV/apt.log" >&2; echo "setup failed: see $VENV/apt.log" >&2; exit 1; }
   fi
   if ! { "$VENV/bin/python" -m pip install --upgrade pip \
-         && "$VENV/bin/python" -m pip install -e ".[dev,cronitor,healthchecks,redis,sentry,celery,postgres,mysql]" \
+         && "$VENV/bin/python" -m pip install -e ".[dev,cronitor,healthchecks,redis,sentry,celery,postgres,mysql,prometheus]" \
               -e tests/plugin_pkg \
          && "$VENV/bin/python" -c "import cronman_core, cronman_testplugin, django, pluggy"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2

@@ -282,7 +282,8 @@ class Scheduler:
         and the fires it covers with the moment it may no longer start (a queue expires it then)."""
         # As the decision: a fire is on time within its own minute whatever its grace, and its jitter adds on.
         grace = max(grace_of(run.entry), 60.0) + entry_jitter(run.entry)
-        fire = ScheduledFire(run.slots[0], len(run.slots), claim_key(run.entry, run.slots[0]), run.fire_time + grace)
+        fire = ScheduledFire(run.slots[0], len(run.slots), claim_key(run.entry, run.slots[0]), run.fire_time + grace,
+                             run.fire_time)
         env = {FIRE_CLAIMS_ENV: claims.encode(), SCHEDULED_FIRE_ENV: fire.encode()}
         if options:
             env[RUN_OPTIONS_ENV] = json.dumps(options)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class Command(CronmanCommand):
     help = (
         "Run a cron job in this process (run), list jobs (info), or list and control "
-        "workers (status, kill, resume, clean, suspend)."
+        "workers (status, kill, resume, clean, suspend), or print this host's metrics (metrics)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -44,10 +44,14 @@ class Command(CronmanCommand):
         clean = sub.add_parser("clean", help="forget dead workers so resume skips them")
         clean.add_argument("target", nargs="?", metavar="spec|PID")
         sub.add_parser("suspend", help="clean, then kill every worker (resume restarts them)")
+        sub.add_parser("metrics", help="print this host's metrics (Prometheus text format)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         get_plugin_manager()  # a broken plugin stops every action with one line
         getattr(self, f"handle_{options['action']}")(**options)
+
+    def handle_metrics(self, **options: Any) -> None:
+        self.stdout.write(get_plugin_manager().metrics(), ending="")
 
     def handle_run(self, job_spec: str, **options: Any) -> None:
         code = run_job(job_spec)
