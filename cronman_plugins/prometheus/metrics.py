@@ -181,7 +181,7 @@ def exposition(state: dict[str, Any]) -> str:
             return families(state)
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector())  # type: ignore[arg-type]
+    registry.register(_Collector())
     return generate_latest(registry).decode()
 
 
