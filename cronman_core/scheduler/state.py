@@ -62,6 +62,7 @@ class SchedulerState:
         self.watermark_path = self.dir / "watermark.json"
         self.cache_path = self.dir / "next-fires.json"
         self.epoch_path = self.dir / "store-epoch"
+        self.spawn_failures_path = self.dir / "spawn-failures.json"
         self._cache: dict[str, int | None] | None = None
         self._cache_as_of: float | None = None
         self._cache_stamp: tuple[int, int, int] | None = None
@@ -122,6 +123,20 @@ class SchedulerState:
 
     def write_epoch(self, epoch: str) -> None:
         write_atomic(self.epoch_path, epoch.encode())
+
+    def read_spawn_failures(self) -> dict[str, str]:
+        """Job spec → why its last spawn failed, for entries whose fires still wait for a retry."""
+        raw = read_state(self.spawn_failures_path, 1 << 20)
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            return {}
+        return data
+
+    def write_spawn_failures(self, failures: dict[str, str]) -> None:
+        write_atomic(self.spawn_failures_path, json.dumps(failures).encode(), durable=False)
 
     def write_watermark(self, watermark: float, pruned_at: float | None, reset: bool = False) -> float:
         """Advance the watermark to ``watermark`` (back only on ``reset``); return the stored value."""

@@ -70,6 +70,9 @@ class TickResult:
     #: Just before the earliest fire whose spawn failed: the watermark stays there, so the
     #: next tick decides that fire again (released, it is retried; the others stay claimed).
     retry_from: float | None = None
+    #: Job spec → why its spawn failed, for entries whose fires wait for a retry within their grace
+    #: (kept in the scheduler state: a fire missed after that is missed with that reason).
+    spawn_failures: dict[str, str] = field(default_factory=dict)
 
     @property
     def wake_at(self) -> float | None:
@@ -150,16 +153,22 @@ class Scheduler:
         result.decision = decision
         for message in decision.invalid.values():
             logger.error("skipping schedule entry: %s", message)
+        failures = self.state.read_spawn_failures()
+        result.spawn_failures = dict(failures)
         for missed in decision.missed:
+            # A fire whose spawns kept failing until its grace ran out was missed for that reason.
+            why = result.spawn_failures.pop(missed.entry.job_spec, None)
+            reason = f"spawn failed: {why}" if why else "older than its misfire grace"
             logger.warning(
-                "missed %s%d run(s) of %s (%s) from %s: older than its misfire grace",
+                "missed %s%d run(s) of %s (%s) from %s: %s",
                 "" if missed.count < MISSED_COUNT_LIMIT else "at least ",
                 missed.count,
                 missed.entry.job_spec,
                 missed.entry.time_spec.strip(),
                 _fmt(missed.first, self.tz),
+                reason,
             )
-            self._report_missed(missed.entry, missed.first, missed.count, "older than its misfire grace")
+            self._report_missed(missed.entry, missed.first, missed.count, reason)
         if decision.behind:
             logger.warning("clock is %.1f s behind the watermark: nothing fires until it catches up",
                            decision.behind)
@@ -170,6 +179,11 @@ class Scheduler:
             self._start_requested(now, result)
         elif decision.due:
             logger.info("scheduler disabled: %d due run(s) not started", len(decision.due))
+            if self.pm.lock_backend().in_data_dir:  # shared claims: another host may run them
+                for run in decision.due:
+                    self._report_missed(run.entry, run.slots[0], len(run.slots), "scheduler disabled")
+        if result.spawn_failures != failures:
+            self.state.write_spawn_failures(result.spawn_failures)
         pruned_at = self._maybe_prune(now, stored) if result.enabled else None
         watermark = decision.watermark
         held = [at for at in (result.retry_from, decision.hold_from) if at is not None]
@@ -259,11 +273,14 @@ class Scheduler:
             claims = FireClaims(token, ttl, (newest, *(key for key in older if backend.claim(key, hold, token))))
             late = result.now - run.fire_time
             requested = RequestedRun(run.entry.job_spec, env=self._run_env(run, claims, options))
-            if not self._spawn(requested, result):
+            error = self._spawn(requested, result)
+            if error is not None:
+                result.spawn_failures[run.entry.job_spec] = error
                 self._release(backend, claims, run)
                 retry = run.slots[0] - 0.001
                 result.retry_from = retry if result.retry_from is None else min(result.retry_from, retry)
                 continue
+            result.spawn_failures.pop(run.entry.job_spec, None)
             try:
                 claims.confirm(backend)
             except CronmanError as exc:  # the worker confirms them too as it starts
@@ -309,7 +326,7 @@ class Scheduler:
         if not self.pm.has_impl("cronman_requested_runs"):
             return
         for run in self.pm.requested_runs(_aware(now)):
-            if self._spawn(run, result):
+            if self._spawn(run, result) is None:
                 logger.info("started requested run %s", run.job_spec)
 
     def look_at_store_epoch(self) -> None:
@@ -331,20 +348,20 @@ class Scheduler:
             self._start_requested(result.now, result)
         return result
 
-    def _spawn(self, run: RequestedRun, result: TickResult) -> bool:
-        """Start one worker; a failure is logged and reported, and the tick goes on."""
+    def _spawn(self, run: RequestedRun, result: TickResult) -> str | None:
+        """Start one worker; a failure is logged and reported, and the tick goes on. Returns why it failed."""
         job_spec = run.job_spec
         try:
             spawn_job(job_spec, resumed=run.resumed, env=run.env, long_lived=self.long_lived)
         except CronmanError as exc:
             logger.error("cannot start %s: %s", job_spec, exc)
-            return False
+            return str(exc)[:300]
         except Exception as exc:
             logger.error("cannot start %s: %s: %s", job_spec, type(exc).__name__, exc)
             self.pm.report_error(exc, {"command": "cron_scheduler", "job_spec": job_spec})
-            return False
+            return f"{type(exc).__name__}: {exc}"[:300]
         result.spawned.append(job_spec)
-        return True
+        return None
 
     def _maybe_prune(self, now: float, stored: Watermark) -> float | None:
         if now - stored.pruned_at < PRUNE_INTERVAL:

@@ -197,3 +197,69 @@ def test_concurrent_runs_on_sqlite_lose_no_history_row(project):
     assert [writer.returncode for writer in writers] == [0] * 20, outputs
     assert not [err for _out, err in outputs if "failed" in err], outputs
     assert sqlite_project.query("SELECT COUNT(*), SUM(status = 'succeeded') FROM cron_history_cronrun") == [(200, 200)]
+
+
+def _history_scheduler(tmp_path, settings, entries):
+    import cronman_plugins.pidfile
+    from cronman_core.plugins import CronmanPluginManager
+    from cronman_core.scheduler.tick import Scheduler
+    from tests.support.schedule import ScheduleSource
+    from tests.test_scheduler import _FakeClock, at
+
+    settings.CRONMAN_TIME_ZONE = "UTC"
+    settings.CRONMAN_MISFIRE_GRACE = 0
+    settings.CRONMAN_DATA_DIR = str(tmp_path)
+    pm = CronmanPluginManager()
+    pm.register(ScheduleSource(entries))
+    pm.register(cronman_plugins.pidfile)
+    pm.register(plugin)
+    scheduler = Scheduler(pm=pm, clock=_FakeClock(at(9, 59, 30)))
+    scheduler.state.write_watermark(at(9, 59, 30), None)
+    return scheduler
+
+
+@pytest.mark.django_db
+def test_a_fire_whose_spawn_failed_until_its_grace_ran_out_is_missed_with_that_reason(
+    tmp_path, settings, monkeypatch
+) -> None:
+    from cronman_core.errors import CronmanError
+    from cronman_core.scheduler import tick
+    from tests.test_scheduler import at
+
+    scheduler = _history_scheduler(tmp_path, settings, [("* * * * *", "Noop")])
+
+    def failing(spec, **run):
+        raise CronmanError("fork failed: Cannot allocate memory")
+
+    monkeypatch.setattr(tick, "spawn_job", failing)
+    scheduler.clock.now = at(10, 0, 1)
+    scheduler.tick()  # 10:00 fails; with no grace its retry is the next tick, past its minute
+    started: list[str] = []
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: started.append(spec))
+    scheduler.clock.now = at(10, 1, 1)
+    scheduler.tick()
+    assert started == ["Noop"]  # 10:01 runs
+    (row,) = CronRun.objects.all()
+    assert (row.status, row.started_at) == ("missed", dt.datetime.fromtimestamp(at(10, 0), dt.UTC))
+    assert row.exit_reason == "missed 1 fire(s): spawn failed: fork failed: Cannot allocate memory"
+    scheduler.clock.now = at(10, 3, 1)  # the failure was accounted for: a later miss has the usual reason
+    scheduler.state.write_watermark(at(10, 1, 30), None)
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: None)
+    scheduler.tick()
+    reasons = sorted(CronRun.objects.values_list("exit_reason", flat=True))
+    assert reasons[-1] == "missed 1 fire(s): spawn failed: fork failed: Cannot allocate memory"
+    assert "missed 1 fire(s): older than its misfire grace" in reasons
+
+
+@pytest.mark.django_db
+def test_fires_due_while_the_scheduler_is_disabled_are_missed_with_that_reason(tmp_path, settings, monkeypatch) -> None:
+    from cronman_core.scheduler import tick
+    from tests.test_scheduler import at
+
+    scheduler = _history_scheduler(tmp_path, settings, [("* * * * *", "Noop")])
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: pytest.fail("nothing starts while disabled"))
+    scheduler.switch.disable()
+    scheduler.clock.now = at(10, 0, 1)
+    scheduler.tick()
+    (row,) = CronRun.objects.all()
+    assert (row.status, row.exit_reason) == ("missed", "missed 1 fire(s): scheduler disabled")
