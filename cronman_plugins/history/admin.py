@@ -2,35 +2,73 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from cronman_core.errors import UnknownJobError
-from cronman_core.job import cron_job_registry
+from cronman_core.job import cron_job_registry, format_seconds
 from cronman_core.pauses import Pause, now_iso
 from cronman_plugins.history.models import CronJobPause, CronRun
 from cronman_plugins.history.pauses import DatabasePauseStore
-from cronman_plugins.history.timeline import build_timeline
+from cronman_plugins.history.timeline import WINDOWS, build_timeline
+
+
+def _when(value: dt.datetime | None) -> str:
+    """A time with its seconds, in the admin's time zone (runs a second apart must read apart)."""
+    return "-" if value is None else f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
 
 
 @admin.register(CronRun)
 class CronRunAdmin(admin.ModelAdmin):
     list_display = (
-        "job_spec", "status", "attempt_display", "started_at", "finished_at", "duration_display", "progress_display",
-        "host", "pid", "exit_reason",
+        "job_spec", "status_display", "started_display", "duration_display", "progress_display", "host",
+        "reason_display",
     )
     list_filter = ("status", "job_name", "host", "started_at")
     search_fields = ("job_spec", "run_id", "host", "error", "exit_reason")
     date_hierarchy = "started_at"
     readonly_fields = [{"output": "output_display", "progress": "progress_display"}.get(f.name, f.name)
-                       for f in CronRun._meta.fields if f.name != "id"]
+                       for f in CronRun._meta.fields if f.name != "id"] + ["task_link"]
+
+    @admin.display(description="Started", ordering="started_at")
+    def started_display(self, obj: CronRun) -> str:
+        return _when(obj.started_at)
+
+    @admin.display(description="Duration", ordering="duration")
+    def duration_display(self, obj: CronRun) -> str:
+        return "-" if obj.duration is None else format_seconds(obj.duration)
+
+    @admin.display(description="Status", ordering="status")
+    def status_display(self, obj: CronRun) -> str:
+        status = obj.get_status_display()
+        return f"{status} ({obj.attempt} of {obj.attempts})" if obj.attempts > 1 else status
+
+    @admin.display(description="Why it ended")
+    def reason_display(self, obj: CronRun) -> str:
+        text = obj.exit_reason or (obj.error.strip().splitlines()[-1] if obj.error.strip() else "")
+        return text if len(text) <= 60 else text[:59] + "…"
+
+    @admin.display(description="Cron Task")
+    def task_link(self, obj: CronRun) -> str:
+        """The admin-requested task this run ran, if any (and if the tasks app is installed)."""
+        if not apps.is_installed("cronman_plugins.tasks"):
+            return "-"
+        from cronman_plugins.tasks.models import CronTask  # local: the tasks app is optional
+
+        task = CronTask.objects.filter(run_id=obj.run_id).only("pk").first()
+        if task is None:
+            return "-"
+        return format_html('<a href="{}">Cron Task {}</a>', reverse("admin:cron_crontask_change", args=[task.pk]),
+                           task.pk)
 
     @admin.display(description="Output (its last 64 KiB)")
     def output_display(self, obj: CronRun) -> str:
@@ -38,10 +76,6 @@ class CronRunAdmin(admin.ModelAdmin):
             return "-"
         return format_html('<pre class="cronman-output" style="white-space: pre-wrap; max-height: 40em; '
                            'overflow: auto">{}</pre>', obj.output)
-
-    @admin.display(description="Duration", ordering="duration")
-    def duration_display(self, obj: CronRun) -> str:
-        return "-" if obj.duration is None else f"{obj.duration:.1f} s"
 
     @admin.display(description="Progress")
     def progress_display(self, obj: CronRun) -> str:
@@ -71,11 +105,16 @@ class CronRunAdmin(admin.ModelAdmin):
             from django.core.exceptions import PermissionDenied
 
             raise PermissionDenied
+        window = request.GET.get("window", "24h")
+        if window not in WINDOWS:
+            window = "24h"
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Cron runs: last 24 hours",
-            "timeline": build_timeline(timezone.now()),
+            "title": f"Cron runs: last {window}",
+            "timeline": build_timeline(timezone.now(), window),
+            "windows": list(WINDOWS),
+            "window": window,
         }
         return TemplateResponse(request, "admin/cron_history/cronrun/timeline.html", context)
 

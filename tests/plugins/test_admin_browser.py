@@ -76,7 +76,7 @@ def page() -> Iterator[object]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 900})
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
         finally:
             browser.close()
 
@@ -87,14 +87,24 @@ def shot(page, name: str) -> Path:
     return path
 
 
-@pytest.mark.browser
-def test_request_a_task_watch_it_finish_and_open_the_timeline(page, admin_server, sqlite_project):
+def log_in(page, admin_server: str) -> None:
     page.set_default_timeout(20_000)
     page.goto(admin_server + "/admin/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", "pw")
     page.click("input[type=submit]")
     page.wait_for_selector("#site-name")
+
+
+def fits(page, width: int = 1280) -> bool:
+    """Nothing is wider than the window, and no list scrolls sideways: readable at 1280 px."""
+    return page.evaluate(f"""document.documentElement.scrollWidth <= {width} && [...document.querySelectorAll(
+        '#changelist .results, #content-main')].every(el => el.scrollWidth <= el.clientWidth + 1)""")
+
+
+@pytest.mark.browser
+def test_request_a_task_watch_it_finish_and_open_the_timeline(page, admin_server, sqlite_project):
+    log_in(page, admin_server)
     assert page.locator("a", has_text="Cron Tasks").count() == 1
     shot(page, "01-admin-index")
 
@@ -127,8 +137,102 @@ def test_request_a_task_watch_it_finish_and_open_the_timeline(page, admin_server
     assert [m["what"] for m in sqlite_project.read_marks()] == ["big world"]
 
     page.goto(admin_server + "/admin/cron_history/cronrun/")
-    page.click("text=Timeline (24 h)")
+    page.click("text=Timeline")
     page.wait_for_selector("#cron-timeline")
     assert page.locator('#cron-timeline g[data-job="TaskEcho"] rect.run').count() == 1
     assert "Succeeded" in page.locator('#cron-jobs tr[data-job="TaskEcho"]').inner_text()
     assert shot(page, "05-timeline").stat().st_size > 0
+
+
+HISTORY_ROWS = """
+import datetime as dt, json
+from django.utils import timezone
+from cronman_plugins.history.models import CronRun
+from cronman_plugins.tasks.models import CronTask
+now = timezone.now()
+def row(run_id, spec, status, ago, duration=None, **more):
+    started = now - dt.timedelta(minutes=ago)
+    finished = started + dt.timedelta(seconds=duration) if duration is not None else None
+    return CronRun.objects.create(run_id=run_id, job_name=spec.split(":")[0], job_spec=spec, host="cron-a", pid=4242,
+                                  started_at=started, finished_at=finished, duration=duration, status=status, **more)
+row("ok1", "Report:day=1", "succeeded", 200, 72.4, exit_reason="run() returned")
+row("bad1", "Report:day=2", "failed", 150, 3.2, exit_reason="run() raised RuntimeError",
+    error="Traceback (most recent call last):\\nRuntimeError: disk full",
+    output="fetching rows\\nwrote 120 rows\\nthe-last-words before the failure\\n")
+row("miss1", "Report:day=3", "missed", 100, exit_reason="missed 1 fire(s): paused: deploy")
+row("skip1", "Report:day=4", "skipped", 50, 0.1, exit_reason="lock 'Report' is held by another worker")
+row("slow1", "Export", "timeout", 40, 600.0, exit_reason="ran longer than its max_runtime of 600 s; stopped")
+row("run1", "Import:day=5", "started", 3, progress=json.dumps({"done": 42, "total": 100, "message": "rows",
+                                                              "at": (now - dt.timedelta(minutes=1)).timestamp()}))
+task = CronTask.objects.create(cron_job="TaskEcho", params="what=x", status="finished", run_id="ok1",
+                               host="cron-a", pid=4242, started_at=now - dt.timedelta(minutes=200),
+                               finished_at=now - dt.timedelta(minutes=199))
+print(task.pk)
+"""
+
+
+@pytest.mark.browser
+def test_history_filters_a_runs_output_the_timeline_windows_and_a_read_only_task(page, admin_server,
+                                                                                  sqlite_project):
+    task_id = int(sqlite_project.shell(HISTORY_ROWS))  # DbProject.shell: the JSON value printed last
+    log_in(page, admin_server)
+
+    page.goto(admin_server + "/admin/cron_history/cronrun/")
+    listing = page.locator("#result_list").inner_text()
+    assert "1 m 12 s" in listing and "10 m 0 s" in listing  # durations as people read them
+    assert "42% (42 of 100), ETA" in listing
+    started = page.locator("#result_list tbody tr td.field-started_display").first.inner_text()
+    assert len(started) == 19 and started[13] == ":" and started[16] == ":"  # with seconds, no raw epoch
+    shot(page, "10-runs")
+    assert fits(page)
+
+    page.goto(admin_server + "/admin/cron_history/cronrun/?status__exact=failed")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1 and "RuntimeError" in rows.first.inner_text()
+    shot(page, "11-runs-failed")
+    rows.first.locator("a").first.click()
+    page.wait_for_selector("pre.cronman-output")
+    assert "the-last-words before the failure" in page.locator("pre.cronman-output").inner_text()
+    assert page.locator("a", has_text=f"Cron Task {task_id}").count() == 0  # the failed run was no task
+    shot(page, "12-run-output")
+
+    page.goto(admin_server + "/admin/cron_history/cronrun/timeline/?window=6h")
+    page.wait_for_selector("#cron-timeline")
+    report = page.locator('#cron-timeline g[data-job="Report"]')
+    assert report.locator("rect.slot").count() == 2  # the missed and the skipped slot, as marks
+    assert report.locator("rect.run").count() == 2
+    titles = " ".join(report.locator("rect.slot title").evaluate_all("titles => titles.map(t => t.textContent)"))
+    assert "missed" in titles and "paused: deploy" in titles and "skipped" in titles
+    assert page.locator(".cron-windows strong").inner_text() == "6h"
+    shot(page, "13-timeline-6h")
+    assert fits(page)
+    page.click(".cron-windows >> text=1h")
+    page.wait_for_selector("#cron-timeline")
+    report = page.locator('#cron-timeline g[data-job="Report"]')
+    assert (report.locator("rect.run").count(), report.locator("rect.slot").count()) == (0, 1)  # 50 min: skipped
+    assert page.locator('#cron-timeline g[data-job="Import"] rect.run').count() == 1
+    shot(page, "14-timeline-1h")
+    page.click(".cron-windows >> text=7d")
+    labels = page.locator("#cron-timeline text").evaluate_all("texts => texts.map(t => t.textContent)")
+    assert sum(label[:3] in ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun") for label in labels) >= 5
+    shot(page, "15-timeline-7d")
+
+    page.goto(admin_server + f"/admin/cron/crontask/{task_id}/change/")
+    assert page.locator("input[name=_save]").count() == 0  # read-only: a request is history once made
+    page.click("text=run ok1")
+    page.wait_for_selector(".field-job_spec")
+    assert "Report:day=1" in page.locator(".field-job_spec").inner_text()
+    assert page.locator("a", has_text=f"Cron Task {task_id}").count() == 1  # and back
+    shot(page, "16-task-to-run")
+
+    page.goto(admin_server + "/admin/cron/crontask/")
+    assert fits(page)
+    page.check("#result_list tbody input[type=checkbox]")
+    page.select_option("select[name=action]", "run_again")
+    page.click("button[name=index]")
+    assert "Requested Cron Task(s)" in page.locator(".messagelist").inner_text()
+    page.check("#result_list tbody tr:has-text('Waiting') input[type=checkbox]")
+    page.select_option("select[name=action]", "run_again")
+    page.click("button[name=index]")
+    assert "Not requested again: already open as Cron Task(s)" in page.locator(".messagelist").inner_text()
+    shot(page, "17-run-again-open")
