@@ -46,6 +46,7 @@ import pluggy
 if TYPE_CHECKING:
     from cronman_core.job import CronJobRegistry, JobRun
     from cronman_core.locks import LockBackend
+    from cronman_core.monitors import MonitoredJob
     from cronman_core.pauses import PauseStore
     from cronman_core.schedule import ScheduleEntry
     from cronman_core.spawners import RequestedRun, Spawner, WorkerCommand
@@ -117,6 +118,32 @@ def cronman_lock_backend(data_dir: Path) -> LockBackend | None:
 
     :param data_dir: the validated private data dir.
     :return: a :class:`~cronman_core.locks.LockBackend`.
+    """
+
+
+@hookspec
+def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str] | None:
+    """Make this plugin's monitoring service expect what the schedule says (``cron_monitors sync``).
+
+    For each job this plugin monitors (it has the plugin's id or slug), create
+    the service's monitor or update its schedule, time zone, grace and max
+    runtime where they differ; leave the rest of the monitor alone. Return
+    one line per change (``healthchecks: update 'report': schedule '0 4 * * *'
+    -> '0 5 * * *'``), an empty list when nothing differs. With ``apply``
+    False (``--dry-run``) nothing is written: the lines say what would be.
+    Raise :class:`~cronman_core.errors.UsageError` with one line when the
+    service cannot be reached or refuses (the command reports it and goes on
+    with the other plugins, then exits 1).
+
+    :param jobs: one :class:`~cronman_core.monitors.MonitoredJob` per schedule
+        entry: ``job_name``, ``schedule``, ``time_zone``, ``grace``,
+        ``max_runtime`` and ``value(name)`` for the job's plugin settings.
+
+    Example::
+
+        @hookimpl
+        def cronman_monitors_sync(jobs, apply):
+            return [line for job in jobs if job.value("statuspage_id") for line in sync_one(job, apply)]
     """
 
 

@@ -162,3 +162,38 @@ class Pinger:
             break
         self.logger.warning("%s failed: %s", label, error)
         return False
+
+
+# -- management APIs (cron_monitors sync) -----------------------------------------------
+
+#: Seconds a management API call may take (a command an operator waits for, not a job's ping).
+API_TIMEOUT = (5.0, 20.0)
+
+
+def api_call(service: str, method: str, url: str, *, expect: tuple[int, ...] = (200, 201),
+             allow: tuple[int, ...] = (), **kwargs: Any) -> tuple[int, Any]:
+    """One management API request: ``(status, JSON body or None)``.
+
+    A status in ``expect`` or ``allow`` (404 when looking a monitor up) is
+    returned; anything else, and a connection error, is one
+    :class:`UsageError` line naming the service, the request and the answer.
+    """
+    import requests  # local: the ping plugins' extra, imported on use
+
+    try:
+        response = requests.request(method, url, timeout=API_TIMEOUT, **kwargs)
+    except requests.RequestException as exc:
+        raise UsageError(f"{service} API: {method} {url}: {type(exc).__name__}") from None
+    if response.status_code not in expect + allow:
+        raise UsageError(f"{service} API: {method} {url} answered {response.status_code}: "
+                         f"{' '.join(response.text.split())[:200]}")
+    try:
+        return response.status_code, response.json() if response.content else None
+    except ValueError:
+        raise UsageError(f"{service} API: {method} {url} answered {response.status_code} without JSON") from None
+
+
+def differences(current: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``name 'old' -> 'new'`` for each field of ``wanted`` that ``current`` has otherwise."""
+    return [f"{name} {current.get(name)!r} -> {value!r}" for name, value in wanted.items()
+            if current.get(name) != value]

@@ -23,12 +23,15 @@ Cost and failure handling: see :mod:`cronman_plugins._ping`.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from typing import Any
 
 from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
 from cronman_core.job import JobRun
+from cronman_core.monitors import MonitoredJob
 from cronman_core.process import hostname
-from cronman_plugins._ping import Pinger, check_settings, tick_id
+from cronman_plugins._ping import Pinger, api_call, check_settings, differences, tick_id
 
 DEFAULT_URL = "https://cronitor.link/{cronitor_id}/{end_point}"
 DEFAULT_TELEMETRY_URL = "https://cronitor.link/p/{api_key}/{cronitor_id}"
@@ -43,6 +46,8 @@ conf.declare(
     conf.Setting("CRONMAN_CRONITOR_TELEMETRY_URL", None, conf.text()),
     conf.Setting("CRONMAN_CRONITOR_API_KEY", None, conf.text(), secret=True),
     conf.Setting("CRONMAN_CRON_SCHEDULER_CRONITOR_ID", None, conf.text()),
+    # cron_monitors sync: the monitors API (with CRONMAN_CRONITOR_API_KEY).
+    conf.Setting("CRONMAN_CRONITOR_API_URL", "https://cronitor.io/api", conf.text(optional=False)),
 )
 
 
@@ -147,3 +152,50 @@ def cronman_scheduler_tick_done(now: dt.datetime, error: BaseException | None) -
         _tick_ping(now, "fail", f"{type(error).__name__}: {error}")
 
 
+
+
+# -- cron_monitors sync ------------------------------------------------------------
+
+
+def _wanted(job: MonitoredJob) -> dict[str, Any]:
+    """A job monitor's fields as the schedule says: schedule, zone, grace and a duration assertion."""
+    wanted: dict[str, Any] = {"schedule": job.schedule, "timezone": job.time_zone,
+                              "grace_seconds": math.ceil(job.grace)}
+    if job.max_runtime is not None:
+        wanted["assertions"] = [f"metric.duration < {math.ceil(job.max_runtime)} seconds"]
+    return wanted
+
+
+@hookimpl
+def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
+    """Create or update (one bulk ``PUT``) the monitors of the jobs with a ``cronitor_id``."""
+    monitored = [job for job in jobs if job.value("cronitor_id")]
+    if not monitored:
+        return []
+    key = conf.get("CRONMAN_CRONITOR_API_KEY")
+    if not key:
+        raise UsageError("CRONMAN_CRONITOR_API_KEY is not set")
+    api = conf.get("CRONMAN_CRONITOR_API_URL").rstrip("/")
+    lines: list[str] = []
+    updates: list[dict[str, Any]] = []
+    done: set[str] = set()
+    for job in monitored:
+        monitor_key = str(job.value("cronitor_id"))
+        if monitor_key in done:
+            _pinger.logger.warning("cronitor: %r left as the first entry of %s says: a monitor has one schedule",
+                                   monitor_key, job.job_name)
+            continue
+        done.add(monitor_key)
+        status, current = api_call("cronitor", "GET", f"{api}/monitors/{monitor_key}", auth=(key, ""), allow=(404,))
+        wanted = _wanted(job)
+        if status == 404:
+            lines.append(f"cronitor: create {monitor_key!r} ({', '.join(f'{k} {v!r}' for k, v in wanted.items())})")
+        else:
+            changed = differences(current if isinstance(current, dict) else {}, wanted)
+            if not changed:
+                continue
+            lines.append(f"cronitor: update {monitor_key!r}: {', '.join(changed)}")
+        updates.append({"type": "job", "key": monitor_key, "name": job.job_name, **wanted})
+    if apply and updates:
+        api_call("cronitor", "PUT", f"{api}/monitors", auth=(key, ""), json=updates)
+    return lines

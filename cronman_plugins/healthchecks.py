@@ -19,11 +19,14 @@ Cost and failure handling: see :mod:`cronman_plugins._ping`.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from typing import Any
 
 from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
 from cronman_core.job import JobRun
-from cronman_plugins._ping import Pinger, check_settings, run_uuid, tick_id
+from cronman_core.monitors import MonitoredJob
+from cronman_plugins._ping import Pinger, api_call, check_settings, differences, run_uuid, tick_id
 
 DEFAULT_URL = "https://hc-ping.com"
 #: Most bytes of error text sent as a fail body (healthchecks.io keeps 10 kB by default).
@@ -36,6 +39,9 @@ conf.declare(
     conf.Setting("CRONMAN_HEALTHCHECKS_URL", None, conf.text()),
     conf.Setting("CRONMAN_HEALTHCHECKS_PING_KEY", None, conf.text(), secret=True),
     conf.Setting("CRONMAN_CRON_SCHEDULER_HEALTHCHECKS_ID", None, conf.text()),
+    # cron_monitors sync: the management API (a project's read-write API key).
+    conf.Setting("CRONMAN_HEALTHCHECKS_API_URL", "https://healthchecks.io/api/v3", conf.text(optional=False)),
+    conf.Setting("CRONMAN_HEALTHCHECKS_API_KEY", None, conf.text(), secret=True),
 )
 
 
@@ -135,3 +141,54 @@ def cronman_scheduler_tick_done(now: dt.datetime, error: BaseException | None) -
         _tick_ping(now, "success")
     else:
         _tick_ping(now, "fail", f"{type(error).__name__}: {error}")
+
+
+# -- cron_monitors sync ------------------------------------------------------------
+
+
+def _wanted(job: MonitoredJob) -> dict[str, Any]:
+    """A check's fields as the schedule says (healthchecks.io's grace is at least a minute)."""
+    return {"schedule": job.schedule, "tz": job.time_zone, "grace": max(60, math.ceil(job.grace))}
+
+
+@hookimpl
+def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
+    """Create or update the checks of the jobs with a ``healthchecks_slug`` or ``healthchecks_id``."""
+    monitored = [job for job in jobs if job.value("healthchecks_slug") or job.value("healthchecks_id")]
+    if not monitored:
+        return []
+    key = conf.get("CRONMAN_HEALTHCHECKS_API_KEY")
+    if not key:
+        raise UsageError("CRONMAN_HEALTHCHECKS_API_KEY (a read-write API key of the project) is not set")
+    api = conf.get("CRONMAN_HEALTHCHECKS_API_URL").rstrip("/")
+    headers = {"X-Api-Key": key}
+    _status, body = api_call("healthchecks", "GET", f"{api}/checks/", headers=headers)
+    checks = body.get("checks", []) if isinstance(body, dict) else []
+    lines: list[str] = []
+    done: set[str] = set()
+    for job in monitored:
+        slug, check_id = job.value("healthchecks_slug"), job.value("healthchecks_id")
+        name = str(check_id or slug)
+        if name in done:
+            _pinger.logger.warning("healthchecks: %r left as the first entry of %s says: a check has one schedule",
+                                   name, job.job_name)
+            continue
+        done.add(name)
+        found = next((c for c in checks if (check_id and str(c.get("ping_url", "")).endswith(f"/{check_id}"))
+                      or (slug and not check_id and c.get("slug") == slug)), None)
+        wanted = _wanted(job)
+        if found is None:
+            if not slug:
+                raise UsageError(f"check {check_id} of {job.job_name} does not exist (give it a healthchecks_slug "
+                                 "for cron_monitors to create it)")
+            lines.append(f"healthchecks: create {slug!r} ({', '.join(f'{k} {v!r}' for k, v in wanted.items())})")
+            if apply:
+                api_call("healthchecks", "POST", f"{api}/checks/", headers=headers,
+                         json={"name": job.job_name, "slug": slug, "unique": ["slug"], **wanted})
+            continue
+        changed = differences(found, wanted)
+        if changed:
+            lines.append(f"healthchecks: update {name!r}: {', '.join(changed)}")
+            if apply:
+                api_call("healthchecks", "POST", str(found["update_url"]), headers=headers, json=wanted)
+    return lines

@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
+import math
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,9 @@ from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
 from cronman_core.job import JobRun
 from cronman_core.jobspec import format_spec, parse
+from cronman_core.monitors import MonitoredJob
 from cronman_core.plugins import get_plugin_manager
+from cronman_plugins._ping import api_call, differences
 
 if TYPE_CHECKING:
     from sentry_sdk._types import MonitorConfig
@@ -64,6 +67,11 @@ conf.declare(
     conf.Setting("CRONMAN_SENTRY_ENABLED", False, conf.FLAG),
     *(conf.Setting(name, None, conf.Kind("a dict of sentry_sdk.init() arguments or None", _options),
                    secret=True) for name in CONFIG_SETTINGS),
+    # cron_monitors sync: Sentry's monitors API (an auth token with the project:write scope).
+    conf.Setting("CRONMAN_SENTRY_API_URL", "https://sentry.io/api/0", conf.text(optional=False)),
+    conf.Setting("CRONMAN_SENTRY_API_TOKEN", None, conf.text(), secret=True),
+    conf.Setting("CRONMAN_SENTRY_ORG", None, conf.text()),
+    conf.Setting("CRONMAN_SENTRY_PROJECT", None, conf.text()),
 )
 #: Loggers whose errors are reported through cronman_report_error: not sent twice.
 REPORTED_LOGGERS = ("cronman.worker", "cronman.command", "cronman.scheduler")
@@ -224,3 +232,59 @@ def cronman_job_failed(run: JobRun) -> None:
 @hookimpl
 def cronman_job_killed(run: JobRun) -> None:
     _check_in(run, "error")
+
+
+# -- cron_monitors sync ------------------------------------------------------------
+
+
+def _wanted_config(job: MonitoredJob) -> dict[str, Any]:
+    """A cron monitor's config as the schedule says (Sentry counts its margin and runtime in minutes)."""
+    return {
+        "schedule_type": "crontab",
+        "schedule": job.schedule,
+        "timezone": job.time_zone,
+        "checkin_margin": max(1, math.ceil(job.grace / 60)),
+        "max_runtime": None if job.max_runtime is None else max(1, math.ceil(job.max_runtime / 60)),
+    }
+
+
+@hookimpl
+def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
+    """Create or update the cron monitors of the jobs with a ``sentry_monitor_slug``."""
+    monitored = [job for job in jobs if job.value("sentry_monitor_slug")]
+    if not monitored:
+        return []
+    token, org = conf.get("CRONMAN_SENTRY_API_TOKEN"), conf.get("CRONMAN_SENTRY_ORG")
+    if not token or not org:
+        raise UsageError("CRONMAN_SENTRY_API_TOKEN and CRONMAN_SENTRY_ORG are needed to sync Sentry's monitors")
+    base = f"{conf.get('CRONMAN_SENTRY_API_URL').rstrip('/')}/organizations/{org}/monitors"
+    headers = {"Authorization": f"Bearer {token}"}
+    lines: list[str] = []
+    done: set[str] = set()
+    for job in monitored:
+        slug = str(job.value("sentry_monitor_slug"))
+        if slug in done:
+            logger.warning("sentry: %r left as the first entry of %s says: a monitor has one schedule",
+                           slug, job.job_name)
+            continue
+        done.add(slug)
+        wanted = _wanted_config(job)
+        status, current = api_call("sentry", "GET", f"{base}/{slug}/", headers=headers, allow=(404,))
+        if status == 404:
+            project = conf.get("CRONMAN_SENTRY_PROJECT")
+            if not project:
+                raise UsageError(f"monitor {slug!r} does not exist and CRONMAN_SENTRY_PROJECT (where to create "
+                                 "it) is not set")
+            lines.append(f"sentry: create {slug!r} ({', '.join(f'{k} {v!r}' for k, v in wanted.items())})")
+            if apply:
+                api_call("sentry", "POST", f"{base}/", headers=headers,
+                         json={"name": job.job_name, "slug": slug, "project": project, "type": "cron_job",
+                               "config": wanted})
+            continue
+        config = current.get("config", {}) if isinstance(current, dict) else {}
+        changed = differences(config, wanted)
+        if changed:
+            lines.append(f"sentry: update {slug!r}: {', '.join(changed)}")
+            if apply:
+                api_call("sentry", "PUT", f"{base}/{slug}/", headers=headers, json={"config": {**config, **wanted}})
+    return lines

@@ -25,7 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "contracts and data": (
         "cronman_core.jobspec", "cronman_core.job", "cronman_core.locks", "cronman_core.spawners",
         "cronman_core.switch", "cronman_core.schedule", "cronman_core.info", "cronman_core.policies",
-        "cronman_core.pauses",
+        "cronman_core.pauses", "cronman_core.monitors",
     ),
     "plugin system": ("cronman_core.hookspecs", "cronman_core.plugins", "cronman_core.pluginapp"),
     "engines": (
@@ -37,6 +37,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "cronman_core.checks", "cronman_core.apps", "cronman_core.testing", "cronman_core.management",
         "cronman_core.management.base", "cronman_core.management.commands",
         "cronman_core.management.commands.cron_plugins", "cronman_core.management.commands.cron_scheduler",
+        "cronman_core.management.commands.cron_monitors",
         "cronman_core.management.commands.cron_worker",
     ),
 }
