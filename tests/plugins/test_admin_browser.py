@@ -207,12 +207,13 @@ def test_history_filters_a_runs_output_the_timeline_windows_and_a_read_only_task
     shot(page, "13-timeline-6h")
     assert fits(page)
     page.click(".cron-windows >> text=1h")
-    page.wait_for_selector("#cron-timeline")
+    page.wait_for_selector(".cron-windows strong:text-is('1h')")  # the new page, not the old one still shown
     report = page.locator('#cron-timeline g[data-job="Report"]')
     assert (report.locator("rect.run").count(), report.locator("rect.slot").count()) == (0, 1)  # 50 min: skipped
     assert page.locator('#cron-timeline g[data-job="Import"] rect.run').count() == 1
     shot(page, "14-timeline-1h")
     page.click(".cron-windows >> text=7d")
+    page.wait_for_selector(".cron-windows strong:text-is('7d')")
     labels = page.locator("#cron-timeline text").evaluate_all("texts => texts.map(t => t.textContent)")
     assert sum(label[:3] in ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun") for label in labels) >= 5
     shot(page, "15-timeline-7d")
@@ -229,10 +230,12 @@ def test_history_filters_a_runs_output_the_timeline_windows_and_a_read_only_task
     assert fits(page)
     page.check("#result_list tbody input[type=checkbox]")
     page.select_option("select[name=action]", "run_again")
-    page.click("button[name=index]")
+    with page.expect_navigation():
+        page.click("button[name=index]")
     assert "Requested Cron Task(s)" in page.locator(".messagelist").inner_text()
     page.check("#result_list tbody tr:has-text('Waiting') input[type=checkbox]")
     page.select_option("select[name=action]", "run_again")
-    page.click("button[name=index]")
+    with page.expect_navigation():  # the message of the page before must not be read for this one's
+        page.click("button[name=index]")
     assert "Not requested again: already open as Cron Task(s)" in page.locator(".messagelist").inner_text()
     shot(page, "17-run-again-open")
