@@ -295,7 +295,7 @@ def test_status_kill_and_resume_of_a_celery_run_from_the_scheduler_host(cluster:
     scheduler = cluster.project("sched", jobs=((once_at(minute), f"CeleryRun:tag=remote,hold={hold}"),))
     fire_now(scheduler, minute)
     first = wait_for(lambda: starts(a), timeout=60)[0]
-    entries = json.loads(scheduler.run("cron_worker", "status", "--json").stdout)["workers"]
+    entries = json.loads(scheduler.run("cron_worker", "status", "CeleryRun", "--json").stdout)["workers"]
     assert [(e["host"], e["status"], e["pid"]) for e in entries] == [("celery-a", "ALIVE", first["pid"])]
     killed = scheduler.run("cron_worker", "kill", "CeleryRun")
     assert killed.returncode == 0, killed.stderr
