@@ -64,6 +64,24 @@ def normalize(time_spec: str) -> str:
     return ALIASES.get(text.lower(), text)
 
 
+def describe(time_spec: str) -> str:
+    """``At 02:30, Monday through Friday``: a time spec in words, by ``cron-descriptor`` ("" if it cannot).
+
+    cron-descriptor is maintained, pure Python and reads every form cronman
+    accepts (names, ranges, steps, ``L``, ``W``, ``#``) in many languages;
+    writing the same by hand would be a second cron grammar to keep in step.
+    """
+    from cron_descriptor import ExpressionDescriptor, Options  # local: only cron_scheduler next uses it
+
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    try:
+        return str(ExpressionDescriptor(normalize(time_spec), options).get_description())
+    except Exception:  # a spec it reads otherwise than cronman: no words rather than wrong ones
+        return ""
+
+
 def _value(text: str, field: int) -> int:
     name, low, high, names = _FIELDS[field]
     lowered = text.lower()

@@ -72,3 +72,15 @@ def test_single_value_range_means_that_value() -> None:
 def test_impossible_date_never_fires() -> None:
     assert parse_cron("0 0 30 2 *").next_fire(T0, UTC) is None
     assert parse_cron("0 0 29 2 *").next_fire(T0, UTC) == dt.datetime(2028, 2, 29, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ("*/5 * * * *", "Every 5 minutes"),
+    ("30 2 * * 1-5", "At 02:30, Monday through Friday"),
+    ("@hourly", "Every hour"),
+    ("0 9 * * MON#2", "At 09:00, on the second Monday of the month"),
+])
+def test_a_time_spec_in_words(spec: str, words: str) -> None:
+    from cronman_core.cronexpr import describe
+
+    assert describe(spec) == words

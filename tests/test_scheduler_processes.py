@@ -137,9 +137,10 @@ def test_next_lists_fire_times_in_the_scheduler_time_zone(project: CronmanProjec
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "Time zone: America/New_York"
-    assert lines[1].startswith("Hello:x  [30 2 * * *]")
+    assert lines[1].startswith("Hello:x  [30 2 * * *]") and lines[1].endswith(")  At 02:30")  # in words
     assert all(" 02:30:00 E" in line for line in lines[2:5])
     assert lines[5:] == ["Noop  [0 0 30 2 *]  (" + lines[5].split("(")[1], "  never"]
+    assert lines[5].endswith("  At 00:00, on day 30 of the month, only in February")
 
 
 def test_next_marks_entries_that_cannot_run(project: CronmanProject) -> None:

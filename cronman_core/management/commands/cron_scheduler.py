@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from cronman_core.control import HostControl
+from cronman_core.cronexpr import describe
 from cronman_core.datadir import get_data_dir
 from cronman_core.errors import UsageError
 from cronman_core.job import cron_job_registry
@@ -132,7 +133,9 @@ class Command(CronmanCommand):
             self.stdout.write(f"Paused: {name}, {paused[name].describe()}")
         for entry, instants in rows:
             shown = entry.job_spec if entry.job_spec.isprintable() else repr(entry.job_spec)
-            self.stdout.write(f"{shown}  [{' '.join(entry.time_spec.split())}]  ({entry.source})")
+            words = describe(entry.time_spec) if not isinstance(instants, str) else ""
+            self.stdout.write(f"{shown}  [{' '.join(entry.time_spec.split())}]  ({entry.source})"
+                              + (f"  {words}" if words else ""))
             if isinstance(instants, str):
                 self.stdout.write(f"  error: {instants}")
                 continue
