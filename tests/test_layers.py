@@ -37,7 +37,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "cronman_core.checks", "cronman_core.apps", "cronman_core.testing", "cronman_core.management",
         "cronman_core.management.base", "cronman_core.management.commands",
         "cronman_core.management.commands.cron_plugins", "cronman_core.management.commands.cron_scheduler",
-        "cronman_core.management.commands.cron_monitors",
+        "cronman_core.management.commands.cron_monitors", "cronman_core.pytest_plugin",
         "cronman_core.management.commands.cron_worker",
     ),
 }
