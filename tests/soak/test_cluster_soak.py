@@ -29,10 +29,14 @@ def test_every_slot_once_or_missed_with_a_reason(tmp_path: Path, backend: str) -
     if backend != "redis":
         assert report.stale_writes == []  # a session lock is never lost while its holder lives
     else:
-        # Redis that lost its data loses the locks with it: a holder learns it at its next renewal
-        # (a third of the TTL) and stops; until then its writes carry the smaller token.
-        assert report.stale_for <= TTL, report.stale_writes
-        assert not report.stale_writes or report.faults["redis restarted empty"]
+        # Redis loses its locks with its data, and a holder paused (SIGSTOP) past the TTL loses its own: either
+        # learns it at its next renewal (at once, for a paused one) and stops itself (lost_lock); until then
+        # its writes carry the smaller token, which a store that keeps the greatest one refuses (fencing).
+        paused = report.faults["locked worker SIGSTOPped past the TTL"]
+        assert not report.stale_writes or paused or report.faults["redis restarted empty"], report.stale_writes
+        assert not report.stale_writes or report.lost_lock_exits >= 1
+        if not paused:  # a paused holder's successor may have begun long before it resumes
+            assert report.stale_for <= TTL, report.stale_writes
     assert report.locks_left == []
     assert report.processes_left == []
     assert sum(report.faults.values()) >= 3
