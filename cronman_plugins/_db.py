@@ -17,6 +17,7 @@ is retried, with a growing jittered pause, for up to
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import random
 import re
@@ -99,3 +100,11 @@ def serialized(using: str, key: str, table: str) -> Iterator[None]:
                 quoted = connection.ops.quote_name(table)
                 cursor.execute(f"UPDATE {quoted} SET id = id WHERE 0 = 1")
         yield
+
+
+def admin_time(value: dt.datetime | None) -> str:
+    """A time as the admin pages show it: with its seconds (runs a second apart must read apart), in the
+    admin's time zone, ``-`` for none."""
+    from django.utils import timezone  # local: as the admin needs it, not the workers that import this module
+
+    return "-" if value is None else f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"

@@ -21,10 +21,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from cronman_core import conf
 from cronman_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from cronman_core.monitors import MonitoredJob
 
 #: Budgets kept at once; a long-running scheduler only needs the recent ones.
 _KEPT_BUDGETS = 64
@@ -197,3 +201,26 @@ def differences(current: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """``name 'old' -> 'new'`` for each field of ``wanted`` that ``current`` has otherwise."""
     return [f"{name} {current.get(name)!r} -> {value!r}" for name, value in wanted.items()
             if current.get(name) != value]
+
+
+def one_per_monitor(service: str, jobs: list[MonitoredJob],
+                    monitor_id: Callable[[MonitoredJob], Any]) -> list[tuple[str, MonitoredJob]]:
+    """Each monitor id with the first schedule entry that names it: a monitor has one schedule, and a
+    warning names the entries left out."""
+    found: dict[str, MonitoredJob] = {}
+    for job in jobs:
+        name = monitor_id(job)
+        if not name:
+            continue
+        if str(name) in found:
+            logging.getLogger(f"cronman.plugins.{service}").warning(
+                "%s: %r left as the first entry of %s says: a monitor has one schedule", service, str(name),
+                job.job_name)
+        else:
+            found[str(name)] = job
+    return list(found.items())
+
+
+def creation(service: str, name: str, wanted: dict[str, Any]) -> str:
+    """The line that says a monitor is (or would be) created with ``wanted``."""
+    return f"{service}: create {name!r} ({', '.join(f'{key} {value!r}' for key, value in wanted.items())})"

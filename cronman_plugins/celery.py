@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cronman_core import conf, hookimpl
-from cronman_core.control import runs_alive
+from cronman_core.control import liveness
 from cronman_core.datadir import get_data_dir
 from cronman_core.errors import CronmanError, UsageError
 from cronman_core.locks import LockBackend
@@ -338,7 +338,7 @@ def lost_runs(pm: CronmanPluginManager) -> list[RequestedRun]:
 
     A run is lost when its record is DEAD without having said so (not killed):
     its Celery process died and the run with it, and its lock has lapsed
-    (``runs_alive``: the record's run no longer holds it), so the re-run
+    (``liveness``: the record's run no longer holds it), so the re-run
     takes the lock with a greater fencing token and never runs beside it.
     Other lost runs stay DEAD records (``status``, ``resume``, ``clean``),
     their history rows are closed as killed.
@@ -349,14 +349,15 @@ def lost_runs(pm: CronmanPluginManager) -> list[RequestedRun]:
     try:
         lost = [record for record in backend.records()
                 if isinstance(record.extra.get(EXTRA_KEY), dict) and not record.killed]
+        alive = liveness(backend, lost)  # stored records: no second read of them
     except CronmanError as exc:
         logger.warning("cannot look for lost Celery runs: %s", exc)
         return []
     runs = []
     token = uuid.uuid4().hex
-    for record, alive in zip(lost, runs_alive(lost) if lost else [], strict=True):
+    for record, held in zip(lost, alive, strict=True):
         info = record.extra[EXTRA_KEY]
-        if alive is not False or info.get("rerun_of") or not info.get("scheduled"):
+        if held or info.get("rerun_of") or not info.get("scheduled"):
             continue
         try:
             job_class = pm.resolve(record.job_spec)[1]

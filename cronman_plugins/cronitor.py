@@ -31,7 +31,7 @@ from cronman_core.errors import UsageError
 from cronman_core.job import JobRun
 from cronman_core.monitors import MonitoredJob
 from cronman_core.process import hostname
-from cronman_plugins._ping import Pinger, api_call, check_settings, differences, tick_id
+from cronman_plugins._ping import Pinger, api_call, check_settings, creation, differences, one_per_monitor, tick_id
 
 DEFAULT_URL = "https://cronitor.link/{cronitor_id}/{end_point}"
 DEFAULT_TELEMETRY_URL = "https://cronitor.link/p/{api_key}/{cronitor_id}"
@@ -169,7 +169,7 @@ def _wanted(job: MonitoredJob) -> dict[str, Any]:
 @hookimpl
 def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
     """Create or update (one bulk ``PUT``) the monitors of the jobs with a ``cronitor_id``."""
-    monitored = [job for job in jobs if job.value("cronitor_id")]
+    monitored = one_per_monitor("cronitor", jobs, lambda job: job.value("cronitor_id"))
     if not monitored:
         return []
     key = conf.get("CRONMAN_CRONITOR_API_KEY")
@@ -178,18 +178,11 @@ def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
     api = conf.get("CRONMAN_CRONITOR_API_URL").rstrip("/")
     lines: list[str] = []
     updates: list[dict[str, Any]] = []
-    done: set[str] = set()
-    for job in monitored:
-        monitor_key = str(job.value("cronitor_id"))
-        if monitor_key in done:
-            _pinger.logger.warning("cronitor: %r left as the first entry of %s says: a monitor has one schedule",
-                                   monitor_key, job.job_name)
-            continue
-        done.add(monitor_key)
+    for monitor_key, job in monitored:
         status, current = api_call("cronitor", "GET", f"{api}/monitors/{monitor_key}", auth=(key, ""), allow=(404,))
         wanted = _wanted(job)
         if status == 404:
-            lines.append(f"cronitor: create {monitor_key!r} ({', '.join(f'{k} {v!r}' for k, v in wanted.items())})")
+            lines.append(creation("cronitor", monitor_key, wanted))
         else:
             changed = differences(current if isinstance(current, dict) else {}, wanted)
             if not changed:

@@ -26,7 +26,16 @@ from cronman_core import conf, hookimpl
 from cronman_core.errors import UsageError
 from cronman_core.job import JobRun
 from cronman_core.monitors import MonitoredJob
-from cronman_plugins._ping import Pinger, api_call, check_settings, differences, run_uuid, tick_id
+from cronman_plugins._ping import (
+    Pinger,
+    api_call,
+    check_settings,
+    creation,
+    differences,
+    one_per_monitor,
+    run_uuid,
+    tick_id,
+)
 
 DEFAULT_URL = "https://hc-ping.com"
 #: Most bytes of error text sent as a fail body (healthchecks.io keeps 10 kB by default).
@@ -154,7 +163,8 @@ def _wanted(job: MonitoredJob) -> dict[str, Any]:
 @hookimpl
 def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
     """Create or update the checks of the jobs with a ``healthchecks_slug`` or ``healthchecks_id``."""
-    monitored = [job for job in jobs if job.value("healthchecks_slug") or job.value("healthchecks_id")]
+    monitored = one_per_monitor("healthchecks", jobs,
+                                lambda job: job.value("healthchecks_id") or job.value("healthchecks_slug"))
     if not monitored:
         return []
     key = conf.get("CRONMAN_HEALTHCHECKS_API_KEY")
@@ -165,15 +175,8 @@ def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
     _status, body = api_call("healthchecks", "GET", f"{api}/checks/", headers=headers)
     checks = body.get("checks", []) if isinstance(body, dict) else []
     lines: list[str] = []
-    done: set[str] = set()
-    for job in monitored:
+    for name, job in monitored:
         slug, check_id = job.value("healthchecks_slug"), job.value("healthchecks_id")
-        name = str(check_id or slug)
-        if name in done:
-            _pinger.logger.warning("healthchecks: %r left as the first entry of %s says: a check has one schedule",
-                                   name, job.job_name)
-            continue
-        done.add(name)
         found = next((c for c in checks if (check_id and str(c.get("ping_url", "")).endswith(f"/{check_id}"))
                       or (slug and not check_id and c.get("slug") == slug)), None)
         wanted = _wanted(job)
@@ -181,7 +184,7 @@ def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
             if not slug:
                 raise UsageError(f"check {check_id} of {job.job_name} does not exist (give it a healthchecks_slug "
                                  "for cron_monitors to create it)")
-            lines.append(f"healthchecks: create {slug!r} ({', '.join(f'{k} {v!r}' for k, v in wanted.items())})")
+            lines.append(creation("healthchecks", slug, wanted))
             if apply:
                 api_call("healthchecks", "POST", f"{api}/checks/", headers=headers,
                          json={"name": job.job_name, "slug": slug, "unique": ["slug"], **wanted})

@@ -40,7 +40,7 @@ from cronman_core.job import JobRun
 from cronman_core.jobspec import format_spec, parse
 from cronman_core.monitors import MonitoredJob
 from cronman_core.plugins import get_plugin_manager
-from cronman_plugins._ping import api_call, differences
+from cronman_plugins._ping import api_call, creation, differences, one_per_monitor
 
 if TYPE_CHECKING:
     from sentry_sdk._types import MonitorConfig
@@ -251,7 +251,7 @@ def _wanted_config(job: MonitoredJob) -> dict[str, Any]:
 @hookimpl
 def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
     """Create or update the cron monitors of the jobs with a ``sentry_monitor_slug``."""
-    monitored = [job for job in jobs if job.value("sentry_monitor_slug")]
+    monitored = one_per_monitor("sentry", jobs, lambda job: job.value("sentry_monitor_slug"))
     if not monitored:
         return []
     token, org = conf.get("CRONMAN_SENTRY_API_TOKEN"), conf.get("CRONMAN_SENTRY_ORG")
@@ -260,14 +260,7 @@ def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
     base = f"{conf.get('CRONMAN_SENTRY_API_URL').rstrip('/')}/organizations/{org}/monitors"
     headers = {"Authorization": f"Bearer {token}"}
     lines: list[str] = []
-    done: set[str] = set()
-    for job in monitored:
-        slug = str(job.value("sentry_monitor_slug"))
-        if slug in done:
-            logger.warning("sentry: %r left as the first entry of %s says: a monitor has one schedule",
-                           slug, job.job_name)
-            continue
-        done.add(slug)
+    for slug, job in monitored:
         wanted = _wanted_config(job)
         status, current = api_call("sentry", "GET", f"{base}/{slug}/", headers=headers, allow=(404,))
         if status == 404:
@@ -275,7 +268,7 @@ def cronman_monitors_sync(jobs: list[MonitoredJob], apply: bool) -> list[str]:
             if not project:
                 raise UsageError(f"monitor {slug!r} does not exist and CRONMAN_SENTRY_PROJECT (where to create "
                                  "it) is not set")
-            lines.append(f"sentry: create {slug!r} ({', '.join(f'{k} {v!r}' for k, v in wanted.items())})")
+            lines.append(creation("sentry", slug, wanted))
             if apply:
                 api_call("sentry", "POST", f"{base}/", headers=headers,
                          json={"name": job.job_name, "slug": slug, "project": project, "type": "cron_job",

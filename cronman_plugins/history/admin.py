@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django import forms
@@ -17,14 +16,10 @@ from django.utils.html import format_html
 from cronman_core.errors import UnknownJobError
 from cronman_core.job import cron_job_registry, format_seconds
 from cronman_core.pauses import Pause, now_iso
+from cronman_plugins._db import admin_time
 from cronman_plugins.history.models import CronJobPause, CronRun
 from cronman_plugins.history.pauses import DatabasePauseStore
 from cronman_plugins.history.timeline import WINDOWS, build_timeline
-
-
-def _when(value: dt.datetime | None) -> str:
-    """A time with its seconds, in the admin's time zone (runs a second apart must read apart)."""
-    return "-" if value is None else f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
 
 
 @admin.register(CronRun)
@@ -41,7 +36,7 @@ class CronRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Started", ordering="started_at")
     def started_display(self, obj: CronRun) -> str:
-        return _when(obj.started_at)
+        return admin_time(obj.started_at)
 
     @admin.display(description="Duration", ordering="duration")
     def duration_display(self, obj: CronRun) -> str:

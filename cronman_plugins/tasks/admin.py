@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, cast
 
 from django import forms
@@ -17,6 +16,7 @@ from django.utils.html import format_html
 
 from cronman_core.info import job_info
 from cronman_core.job import format_seconds
+from cronman_plugins._db import admin_time
 from cronman_plugins.tasks.models import CronTask, allowed_task_jobs
 
 #: What the add form asks for; everything else is written by the scheduler and the worker.
@@ -26,10 +26,6 @@ STATUS_FIELDS = (
     "host", "pid", "run_link", "resumed", "error",
 )
 
-
-def _when(value: dt.datetime | None) -> str:
-    """A time with its seconds, in the admin's time zone."""
-    return "-" if value is None else f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
 
 
 def _job_choices() -> list[tuple[str, str]]:
@@ -60,23 +56,23 @@ class CronTaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="Start at", ordering="start_at")
     def start_at_display(self, obj: CronTask) -> str:
-        return _when(obj.start_at)
+        return admin_time(obj.start_at)
 
     @admin.display(description="Created", ordering="created_at")
     def created_at_display(self, obj: CronTask) -> str:
-        return _when(obj.created_at)
+        return admin_time(obj.created_at)
 
     @admin.display(description="Queued", ordering="queued_at")
     def queued_at_display(self, obj: CronTask) -> str:
-        return _when(obj.queued_at)
+        return admin_time(obj.queued_at)
 
     @admin.display(description="Started", ordering="started_at")
     def started_at_display(self, obj: CronTask) -> str:
-        return _when(obj.started_at)
+        return admin_time(obj.started_at)
 
     @admin.display(description="Finished", ordering="finished_at")
     def finished_at_display(self, obj: CronTask) -> str:
-        return _when(obj.finished_at)
+        return admin_time(obj.finished_at)
 
     @admin.display(description="Duration")
     def duration_display(self, obj: CronTask) -> str:
@@ -130,7 +126,7 @@ class CronTaskAdmin(admin.ModelAdmin):
             else:
                 if new.created_at < before:  # the same request is still open: it was returned, not repeated
                     open_ones.append(f"{new.pk} ({new.job_spec}, {new.get_status_display().lower()} since "
-                                     f"{_when(new.created_at)})")
+                                     f"{admin_time(new.created_at)})")
                 else:
                     requested.append(str(new.pk))
         if requested:

@@ -23,7 +23,7 @@ import pytest
 from cronman_core.testing import CronmanProject
 from tests.conftest import REPO, need, wait_for
 from tests.support.redis_server import RedisServer, running_redis
-from tests.support.tasks_support import PG, _pg_admin_connection
+from tests.support.tasks_support import PG, postgres_database
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
@@ -130,24 +130,13 @@ class Cluster:
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, RedisServer, dict[str, Any]]]:
     """A private redis-server and a migrated PostgreSQL database, for the module."""
-    try:
-        admin = _pg_admin_connection()
-    except Exception as exc:  # psycopg.OperationalError, or psycopg missing
-        need(False, f"PostgreSQL on {PG['HOST']}:{PG['PORT']} is unreachable: {exc}")
-    name = f"cronman_celery_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": name, **PG}}
     path = tmp_path_factory.mktemp("celery-cluster")
-    try:
-        with running_redis(path) as server:
-            migrator = CronmanProject(path / "migrator", "tests.settings", pythonpath=[REPO])
-            migrator.configure(DATABASES=databases)
-            result = migrator.run("migrate", "--noinput", "-v", "0")
-            assert result.returncode == 0, result.stderr
-            yield path, server, databases
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with postgres_database("cronman_celery") as databases, running_redis(path) as server:
+        migrator = CronmanProject(path / "migrator", "tests.settings", pythonpath=[REPO])
+        migrator.configure(DATABASES=databases)
+        result = migrator.run("migrate", "--noinput", "-v", "0")
+        assert result.returncode == 0, result.stderr
+        yield path, server, databases
 
 
 def make_cluster(request: pytest.FixtureRequest, stores: tuple[Path, RedisServer, dict[str, Any]],

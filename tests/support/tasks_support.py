@@ -7,6 +7,7 @@ afterwards; ``need`` fails the test in CI when the server is unreachable).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import uuid
@@ -30,20 +31,27 @@ def _pg_admin_connection() -> Any:
     )
 
 
-@pytest.fixture
-def postgres_databases() -> Iterator[dict[str, Any]]:
-    """``DATABASES`` for a new, empty PostgreSQL database, dropped after the test."""
+@contextlib.contextmanager
+def postgres_database(prefix: str = "cronman_test") -> Iterator[dict[str, Any]]:
+    """``DATABASES`` for a new, empty PostgreSQL database with a unique name, dropped at the end."""
     try:
         admin = _pg_admin_connection()
     except Exception as exc:  # psycopg.OperationalError, or psycopg missing
         need(False, f"PostgreSQL on {PG['HOST']}:{PG['PORT']} is unreachable: {exc}")
-    name = f"cronman_test_{uuid.uuid4().hex[:16]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": name, **PG}}
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def postgres_databases() -> Iterator[dict[str, Any]]:
+    """``DATABASES`` for a new, empty PostgreSQL database, dropped after the test."""
+    with postgres_database() as databases:
+        yield databases
 
 
 def sqlite_databases(path: Any) -> dict[str, Any]:
