@@ -31,6 +31,7 @@ from cronman_core.jobspec import bind, parse
 from cronman_core.pluginapp import CronmanPluginAppConfig
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
 from cronman_core.policies import check_options, policy_for
+from cronman_core.schedule import ScheduleEntry
 from cronman_core.scheduler.tick import Scheduler
 
 
@@ -169,37 +170,47 @@ def schedule_problems(pm: CronmanPluginManager) -> list[Problem]:
             problems.append(Problem("cronman.E016", str(exc), OPTIONS_HINT))
     positions: dict[str, int] = {}
     for entry in entries:
-        position = positions[entry.source] = positions.get(entry.source, -1) + 1
-        where = f"{entry.source}[{position}]: ({entry.time_spec!r}, {entry.job_spec!r})"
-        try:
-            expr = parse_cron(entry.time_spec)
-        except CronExprError as exc:
-            problems.append(Problem("cronman.E010", f"{where}: {exc}", "Use 5 fields (minute hour "
-                                    "day-of-month month day-of-week) or an alias such as @hourly."))
+        if "#" in entry.source:  # one entry (dbschedule's), not a list
+            where = f"{entry.source}: ({entry.time_spec!r}, {entry.job_spec!r})"
         else:
-            if not expr.possible:
-                problems.append(Problem("cronman.W010", f"{where}: no date matches {expr.text!r}, "
-                                        "it never fires", "Check the day-of-month and month fields."))
-        try:
-            check_options(entry.option_dict, f"{where} options")
-        except UsageError as exc:
-            problems.append(Problem("cronman.E016", str(exc), OPTIONS_HINT))
-        try:
-            spec = parse(entry.job_spec)
-            job_class = cron_job_registry.get(spec.name)
-        except JobSpecError as exc:
-            problems.append(Problem("cronman.E012", f"{where}: {exc}",
-                                    "Write the job spec as Name or Name:value,key=value."))
-            continue
-        except UnknownJobError as exc:
-            problems.append(Problem("cronman.E011", f"{where}: {exc}",
-                                    "Register the job class in a cron_jobs module, or fix the name "
-                                    "(see manage.py cron_worker info)."))
-            continue
-        try:
-            bind(job_class, spec, pm.reserved_params)
-        except JobParamsError as exc:
-            problems.append(Problem("cronman.E013", f"{where}: {exc}",
-                                    f"Give the params that {spec.name}.run() accepts "
-                                    f"(see manage.py cron_worker info {spec.name})."))
+            position = positions[entry.source] = positions.get(entry.source, -1) + 1
+            where = f"{entry.source}[{position}]: ({entry.time_spec!r}, {entry.job_spec!r})"
+        problems += entry_problems(pm, entry, where)
+    return problems
+
+
+def entry_problems(pm: CronmanPluginManager, entry: ScheduleEntry, where: str) -> list[Problem]:
+    """What would stop one entry from running: its time spec, options and job spec (``where`` leads each)."""
+    problems: list[Problem] = []
+    try:
+        expr = parse_cron(entry.time_spec)
+    except CronExprError as exc:
+        problems.append(Problem("cronman.E010", f"{where}: {exc}", "Use 5 fields (minute hour "
+                                "day-of-month month day-of-week) or an alias such as @hourly."))
+    else:
+        if not expr.possible:
+            problems.append(Problem("cronman.W010", f"{where}: no date matches {expr.text!r}, "
+                                    "it never fires", "Check the day-of-month and month fields."))
+    try:
+        check_options(entry.option_dict, f"{where} options")
+    except UsageError as exc:
+        problems.append(Problem("cronman.E016", str(exc), OPTIONS_HINT))
+    try:
+        spec = parse(entry.job_spec)
+        job_class = cron_job_registry.get(spec.name)
+    except JobSpecError as exc:
+        problems.append(Problem("cronman.E012", f"{where}: {exc}",
+                                "Write the job spec as Name or Name:value,key=value."))
+        return problems
+    except UnknownJobError as exc:
+        problems.append(Problem("cronman.E011", f"{where}: {exc}",
+                                "Register the job class in a cron_jobs module, or fix the name "
+                                "(see manage.py cron_worker info)."))
+        return problems
+    try:
+        bind(job_class, spec, pm.reserved_params)
+    except JobParamsError as exc:
+        problems.append(Problem("cronman.E013", f"{where}: {exc}",
+                                f"Give the params that {spec.name}.run() accepts "
+                                f"(see manage.py cron_worker info {spec.name})."))
     return problems

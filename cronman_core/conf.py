@@ -158,6 +158,8 @@ declare(
     # The name of the spawner plugin to use ("local", "prefork", "celery"); None: the default (local).
     Setting("CRONMAN_SPAWNER", None, text()),
     Setting("CRONMAN_TASK_POLL_INTERVAL", 1.0, seconds(0.0, strict=True)),
+    # How often the daemon asks schedule plugins whether their entries changed (cronman_schedule_version).
+    Setting("CRONMAN_SCHEDULE_POLL_INTERVAL", 10.0, seconds(0.0, strict=True)),
 )
 
 

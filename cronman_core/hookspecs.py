@@ -88,6 +88,32 @@ def cronman_schedule_entries() -> list[ScheduleEntry | tuple[str, str]] | None:
 
 
 @hookspec
+def cronman_schedule_version() -> str | None:
+    """Say cheaply whether this plugin's schedule entries changed.
+
+    A plugin whose entries change while the scheduler runs (a database
+    table) returns a token that changes with them, such as a row count and
+    the latest change time. The daemon asks every
+    ``CRONMAN_SCHEDULE_POLL_INTERVAL`` seconds (default 10) and ticks at once
+    when any token changed, so it logs and uses the new entries without a
+    restart. Entries are read at every tick in any case: this only bounds
+    how late the daemon notices a change between ticks.
+
+    :return: a token, or None when the entries only change with the code.
+    """
+
+
+@hookspec
+def cronman_schedule_reload() -> None:
+    """Read the schedule's sources anew: the daemon got SIGHUP.
+
+    ``jobs_module`` re-imports ``CRONMAN_JOBS_MODULE`` here, so an edited
+    ``CRON_JOBS`` applies without a restart. An exception is logged with
+    one line; the entries read before stay in use.
+    """
+
+
+@hookspec
 def cronman_reserved_params() -> list[str] | None:
     """Name job-spec params that a plugin consumes instead of the job's ``run()``.
 

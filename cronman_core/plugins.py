@@ -122,6 +122,14 @@ class CronmanPluginManager(pluggy.PluginManager):
         """The schedule from every ``cronman_schedule_entries`` implementation."""
         return Schedule(list(self.hook.cronman_schedule_entries()))
 
+    def schedule_version(self) -> tuple[str, ...]:
+        """Every plugin's ``cronman_schedule_version`` token: changes when a schedule source did."""
+        return tuple(token for token in self.hook.cronman_schedule_version() if token is not None)
+
+    def schedule_reload(self) -> None:
+        """Have every schedule source read itself anew (``cronman_schedule_reload``, SIGHUP)."""
+        self.hook.cronman_schedule_reload()
+
     # -- providers ----------------------------------------------------------------
 
     def lock_backend(self) -> LockBackend:

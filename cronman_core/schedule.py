@@ -19,7 +19,11 @@ class ScheduleEntry:
     4 minutes) that any other entry for the same job name replaces.
     ``options`` are the entry's run policy options (``cronman_core.policies``),
     as given: ``manage.py check`` and the worker validate them.
-    Slotted, and ``source`` names the list (not the line), so a schedule of
+    ``not_before`` (a timestamp) is when the entry came to be as it is, for
+    an entry edited while the scheduler runs (``dbschedule``): no fire at or
+    before it is this entry's, so a catch-up never runs one.
+    Slotted, and ``source`` names the list (not the line; ``check`` adds the
+    position), or the one entry when it holds a ``#``, so a schedule of
     100,000 lines stays a few MiB.
     """
 
@@ -29,6 +33,7 @@ class ScheduleEntry:
     default: bool = False
     misfire_grace: float | None = None
     options: tuple[tuple[str, Any], ...] = ()
+    not_before: float | None = None
 
     @classmethod
     def from_item(cls, item: Any, source: str) -> ScheduleEntry:

@@ -73,3 +73,29 @@ class CronJobsEntries(Sequence[ScheduleEntry]):
 @hookimpl
 def cronman_schedule_entries() -> Sequence[ScheduleEntry]:
     return jobs_module_entries()
+
+
+@hookimpl
+def cronman_schedule_reload() -> None:
+    """Re-import ``CRONMAN_JOBS_MODULE`` (SIGHUP); one that fails to import or to parse is not used.
+
+    ``importlib.reload`` runs the new code in the module's own namespace, so
+    a failure half-way would leave a mix: the namespace read before is put
+    back instead, and the error is raised for the daemon to log.
+    """
+    import importlib
+    import sys
+
+    path = conf.get("CRONMAN_JOBS_MODULE")
+    module = sys.modules.get(path) if path else None
+    if module is None:
+        return
+    before = dict(module.__dict__)
+    try:
+        importlib.reload(module)
+        jobs_module_entries()
+    except Exception as exc:
+        module.__dict__.clear()
+        module.__dict__.update(before)
+        raise UsageError(f"{path}.CRON_JOBS not reloaded, the schedule read before stays: "
+                         f"{type(exc).__name__}: {exc}") from None

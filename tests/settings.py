@@ -22,8 +22,12 @@ INSTALLED_APPS = [
     "cronman_core",
     "cronman_plugins.tasks",
     "cronman_plugins.history",
+    "cronman_plugins.dbschedule",
     "tests.testapp",
 ]
+# The database schedule's table is empty in tests, and in-process tests have no database access:
+# tests of it enable it in a project of their own.
+CRONMAN_DISABLED_PLUGINS = ["dbschedule"]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -68,6 +68,25 @@ def test_catch_up_coalesces_missed_slots_into_one_run() -> None:
     assert decision.missed == []
 
 
+def test_an_entry_never_catches_up_fires_from_before_its_not_before() -> None:
+    # the scheduler was down from 10:00; the entry was saved at 10:17:30 (dbschedule)
+    fresh = entry("*/5 * * * *", not_before=at(10, 17, 30))
+    old = entry("*/5 * * * *", "Hello:x")
+    decision = decide([old, fresh], at(10, 31), UTC, grace(3600), watermark=at(10, 0))
+    due = {d.entry.job_spec: d.slots for d in decision.due}
+    assert due["Noop"] == (at(10, 20), at(10, 25), at(10, 30))  # neither run nor missed before 10:17:30
+    assert due["Hello:x"] == tuple(at(10, m) for m in range(5, 31, 5))
+    assert decision.missed == []
+    # with a grace that drops some: what is missed starts after not_before too
+    late = decide([fresh], at(12, 2), UTC, grace(3600), watermark=at(10, 0))
+    (missed,) = late.missed
+    assert (missed.first, missed.count) == (at(10, 20), 9)  # 10:20 .. 11:00
+    # saved exactly at a fire instant: that instant is not its own
+    at_fire = decide([entry("*/5 * * * *", not_before=at(10, 30))], at(10, 31), UTC, grace(3600),
+                     watermark=at(10, 29))
+    assert at_fire.due == []
+
+
 def test_occurrences_older_than_grace_are_missed_not_run() -> None:
     decision = decide([entry("*/5 * * * *")], at(12, 2), UTC, grace(3600), watermark=at(10, 0))
     (due,) = decision.due
@@ -260,6 +279,12 @@ class _FlakyScheduler:
     def reload(self) -> None:
         self.calls.append("reload")
 
+    def schedule_reload(self) -> None:
+        self.calls.append("reread")
+
+    def entry_count(self) -> int:
+        return 0
+
     def close(self) -> None:
         self.calls.append("close")
 
@@ -284,15 +309,50 @@ def test_daemon_ticks_at_every_minute_and_survives_a_failing_tick() -> None:
     stop = threading.Event()
     scheduler = _FlakyScheduler(stop)
     run_daemon(scheduler, stop, scheduler.reload_event)  # type: ignore[arg-type]
-    # the spawner gets ready at start and on SIGHUP (within the second), and lets go at the end
-    assert scheduler.calls == ["reload", "tick", "tick", "tick", "reload", "tick", "close"]
+    # the spawner gets ready at start and on SIGHUP (within the second), and lets go at the end;
+    # SIGHUP has the schedule read anew first, and a tick on it at once
+    assert scheduler.calls == ["reload", "tick", "tick", "tick", "reread", "reload", "tick", "close"]
     assert scheduler.ticks[0] == at(10, 0, 30)  # at start, to catch up
-    assert [t - at(10, 0) for t in scheduler.ticks[1:]] == pytest.approx([60, 120, 180], abs=0.01)
+    assert [t - at(10, 0) for t in scheduler.ticks[1:]] == pytest.approx([60, 120, 121], abs=0.01)
     assert [str(e) for e in scheduler.reported] == ["tick broke"]
     # between ticks it looks at the lock store's epoch every 5 s, never in the second before a tick
     gaps = [b - a for a, b in zip(scheduler.looks, scheduler.looks[1:], strict=False)]
-    assert len(scheduler.looks) > 20 and all(4.9 < gap < 7.1 for gap in gaps), gaps
+    assert len(scheduler.looks) > 14 and all(4.9 < gap < 7.1 for gap in gaps), gaps
     assert all((look - at(10, 0)) % 60 < 59 for look in scheduler.looks)
+
+
+class _ChangingSchedule(_FlakyScheduler):
+    """Its schedule version changes at given instants; it stops the loop at 10:05."""
+
+    def __init__(self, stop: threading.Event, changes: list[float]) -> None:
+        super().__init__(stop)
+        self.changes = changes
+        self.versions: list[float] = []
+
+    def has_impl(self, name: str) -> bool:
+        return name == "cronman_schedule_version"
+
+    def schedule_version(self) -> tuple[str, ...]:
+        self.versions.append(self.clock.now)
+        return (str(sum(1 for change in self.changes if change <= self.clock.now)),)
+
+    def tick(self) -> None:
+        self.ticks.append(self.clock.now)
+        if self.clock.now >= at(10, 5):
+            self.stop.set()
+
+
+def test_daemon_ticks_within_the_schedule_poll_interval_of_a_change(settings) -> None:
+    settings.CRONMAN_SCHEDULE_POLL_INTERVAL = 10.0
+    stop = threading.Event()
+    changes = [at(10, 1, 17), at(10, 3, 42)]
+    scheduler = _ChangingSchedule(stop, changes)
+    run_daemon(scheduler, stop)  # type: ignore[arg-type]
+    gaps = [b - a for a, b in zip(scheduler.versions, scheduler.versions[1:], strict=False)]
+    assert all(9.9 < gap < 10.1 for gap in gaps), gaps
+    extra = [t for t in scheduler.ticks[1:] if (t - at(10, 0)) % 60 > 0.01]
+    assert len(extra) == 2  # a tick for each change, besides the whole minutes
+    assert all(0 < tick - change <= 10.0 for tick, change in zip(extra, changes, strict=True))
 
 
 class _SteppingClock(_FakeClock):

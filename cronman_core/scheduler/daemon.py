@@ -36,8 +36,11 @@ def run_daemon(
     the claims make a stepped clock neither repeat nor lose a fire. An
     exception in a tick is reported and the loop goes on; database
     connections are closed between ticks. ``reload`` (SIGHUP) has the
-    spawner get ready anew within a second; it does so at start too, and
-    lets go at the end.
+    schedule's sources read anew (``CRON_JOBS`` re-imported) and the spawner
+    get ready anew within a second; the spawner does so at start too, and
+    lets go at the end. Every ``CRONMAN_SCHEDULE_POLL_INTERVAL`` seconds the
+    schedule plugins are asked whether their entries changed; a change is
+    ticked on at once.
     """
     stop = stop or threading.Event()
     reload = reload or threading.Event()
@@ -52,15 +55,29 @@ def _loop(scheduler: Scheduler, stop: threading.Event, reload: threading.Event) 
     clock = scheduler.clock
     poll = conf.get("CRONMAN_TASK_POLL_INTERVAL")
     polling = scheduler.pm.has_impl("cronman_requested_runs")
+    schedule_poll = conf.get("CRONMAN_SCHEDULE_POLL_INTERVAL")
+    watching = scheduler.pm.has_impl("cronman_schedule_version")
+    version = _guarded(scheduler, scheduler.schedule_version) if watching else None
     next_tick = clock.time()  # tick at start: catch up what fell while we were down
     next_poll = next_tick + poll
     next_look = next_tick + EPOCH_LOOK
+    next_version = next_tick + schedule_poll
     while not stop.is_set():
         if reload.is_set():
             reload.clear()
-            logger.info("SIGHUP: the spawner gets ready anew")
+            logger.info("SIGHUP: the schedule is read anew and the spawner gets ready anew")
+            _guarded(scheduler, scheduler.schedule_reload)
+            logger.info("the schedule has %d entries", scheduler.entry_count())
             _guarded(scheduler, scheduler.reload)
+            next_tick = clock.time()  # tick on the schedule just read
         now = clock.time()
+        if watching and now >= next_version:
+            latest = _guarded(scheduler, scheduler.schedule_version)
+            connections.close_all()
+            next_version = clock.time() + schedule_poll
+            if latest is not None and latest != version:
+                logger.info("the schedule changed, %d entries: ticking on it now", scheduler.entry_count())
+                version, next_tick = latest, now
         if now >= next_tick or next_tick - now > 60.0:  # due, or the clock stepped back
             result = _guarded(scheduler, scheduler.tick)
             connections.close_all()
@@ -77,6 +94,7 @@ def _loop(scheduler: Scheduler, stop: threading.Event, reload: threading.Event) 
             scheduler.look_at_store_epoch()
             next_look = clock.time() + EPOCH_LOOK
         wake = min(next_tick, next_poll) if polling else next_tick
+        wake = min(wake, next_version) if watching else wake
         clock.wait(stop, min(wake - clock.time(), MAX_SLEEP))
 
 
@@ -85,7 +103,7 @@ def _guarded(scheduler: Scheduler, action: Callable[[], object]) -> object:
     try:
         return action()
     except Exception as exc:
-        what = "tick" if action.__name__ in ("tick", "poll_requested") else action.__name__
+        what = "tick" if action.__name__ in ("tick", "poll_requested") else action.__name__.replace("_", " ")
         logger.error("scheduler %s failed: %s: %s", what, type(exc).__name__, exc,
                      exc_info=conf.debug())
         scheduler.pm.report_error(exc, {"command": "cron_scheduler daemon"})

@@ -8,6 +8,8 @@ Its rules (docs/scheduling.md):
   others coalesce into one run per entry; an occurrence within its own
   minute is never missed (``misfire_grace = 0``: only within that minute);
 * with no watermark yet it is taken as one minute before ``now``;
+* an entry's fires at or before its ``not_before`` (an entry edited while
+  the scheduler runs) are not its own: neither run nor missed;
 * a clock behind the watermark fires nothing until it catches up;
 * an entry with a ``jitter`` starts at its fire instant plus a deterministic
   offset in ``[0, jitter)`` (:func:`jitter_offset`), never before: until then
@@ -189,14 +191,13 @@ def decide(
         else:
             first = cache.get(key, -1)
             if first is not None and first <= watermark:
-                try:
-                    expr, expr_tz = expression(key, tz)
-                    first = expr.next_fire(watermark, expr_tz)
-                except CronmanError as exc:  # a bad time spec, or an unknown zone
-                    decision.invalid[entry.time_spec] = str(exc)
+                first = _first_after(decision, entry, key, tz, watermark)
+                if first is None and entry.time_spec in decision.invalid:  # a bad time spec, or an unknown zone
                     continue
                 changed = True
             resolved[key] = first
+        if first is not None and entry.not_before is not None and first <= entry.not_before:
+            first = _first_after(decision, entry, key, tz, entry.not_before)  # rare: an entry edited lately
         if first is None or first > now:
             continue
         jitter = jitter_of(entry) if jitter_of is not None else 0.0
@@ -210,6 +211,16 @@ def decide(
     if changed or len(resolved) != len(cache):
         decision.next_fires = resolved
     return decision
+
+
+def _first_after(decision: Decision, entry: ScheduleEntry, key: str, tz: dt.tzinfo, instant: float) -> int | None:
+    """The entry's first fire after ``instant`` (None: never, or a bad zone, noted in ``decision``)."""
+    try:
+        expr, expr_tz = expression(key, tz)
+        return expr.next_fire(instant, expr_tz)
+    except CronmanError as exc:
+        decision.invalid[entry.time_spec] = str(exc)
+        return None
 
 
 def _due_or_missed(

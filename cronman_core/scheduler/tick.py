@@ -374,9 +374,24 @@ class Scheduler:
         """Have the spawner get ready anew (daemon start, SIGHUP): a warm process is replaced."""
         self.pm.spawner(long_lived=self.long_lived).reload()
 
+    def schedule_reload(self) -> None:
+        """Have the schedule's sources read themselves anew (SIGHUP: ``CRON_JOBS`` re-imported)."""
+        self.pm.schedule_reload()
+
+    def schedule_version(self) -> tuple[str, ...]:
+        """The schedule sources' change tokens: the daemon ticks at once when they change."""
+        return self.pm.schedule_version()
+
     def close(self) -> None:
         """Let the spawner go of what it keeps warm (daemon exit); running workers go on."""
         self.pm.spawner(long_lived=self.long_lived).close()
+
+    def entry_count(self) -> int:
+        """How many entries the schedule has now (0 when a source cannot be read: its tick says why)."""
+        try:
+            return sum(1 for _entry in self.pm.schedule())
+        except CronmanError:
+            return 0
 
     def describe(self) -> str:
         """One line of what this scheduler runs with: entries, zone, data dir, lock backend, spawner."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -239,3 +240,63 @@ def test_history_filters_a_runs_output_the_timeline_windows_and_a_read_only_task
         page.click("button[name=index]")
     assert "Not requested again: already open as Cron Task(s)" in page.locator(".messagelist").inner_text()
     shot(page, "17-run-again-open")
+
+
+@pytest.mark.browser
+def test_a_scheduled_job_added_in_the_admin_fires_from_the_running_daemon_and_stops_when_disabled(
+    page, admin_server, sqlite_project
+):
+    project = sqlite_project
+    (project.path / "file_jobs.py").write_text('CRON_JOBS = [("* * * * *", "Echo:file")]\n')
+    project.configure(CRONMAN_JOBS_MODULE="file_jobs", CRONMAN_TIME_ZONE="UTC", CRONMAN_SCHEDULE_POLL_INTERVAL=1,
+                      CRONMAN_DISABLED_PLUGINS=["tasks", "history"])  # dbschedule on
+    log_path = project.path / "daemon.log"
+
+    def marks(arg: str) -> int:
+        return sum(mark["args"] == [arg] for mark in project.read_marks())
+
+    with open(log_path, "w") as log:
+        daemon = project.popen("cron_scheduler", "daemon", stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "scheduler daemon starting" in log_path.read_text(), timeout=30)
+        log_in(page, admin_server)
+        with page.expect_navigation():
+            page.click("text=Scheduled jobs")
+        with page.expect_navigation():
+            page.click(".object-tools a.addlink")
+        page.fill("#id_time_spec", "* * * * *")
+        page.fill("#id_job_spec", "NoSuchJob")
+        page.click("input[name=_save]")
+        assert "unknown cron job 'NoSuchJob'" in page.locator(".field-job_spec .errorlist").inner_text()
+        shot(page, "20-scheduled-job-error")
+        assert project.query("SELECT COUNT(*) FROM cron_dbschedule_scheduledjob") == [(0,)]
+
+        page.fill("#id_job_spec", "Echo:admin")
+        page.fill("#id_note", "added in the browser")
+        with page.expect_navigation():
+            page.click("input[name=_save]")
+        assert "was added successfully" in page.locator(".messagelist").inner_text()
+        assert "Every minute" in page.locator("#result_list").inner_text()
+        assert fits(page)
+        shot(page, "21-scheduled-jobs")
+        # noticed within the poll interval, without a restart; fired at the next whole minute
+        wait_for(lambda: "the schedule changed, 2 entries" in log_path.read_text(), timeout=10)
+        wait_for(lambda: marks("admin") == 1, timeout=80)
+        time.sleep(3)  # that tick's other run (Echo:file) writes its mark too
+        file_runs = marks("file")
+
+        page.check("#result_list tbody input[type=checkbox]")
+        page.select_option("select[name=action]", "disable")
+        with page.expect_navigation():
+            page.click("button[name=index]")
+        assert "1 scheduled job(s) disabled." in page.locator(".messagelist").inner_text()
+        shot(page, "22-scheduled-job-disabled")
+        assert project.query("SELECT enabled, changed_by FROM cron_dbschedule_scheduledjob") == [(0, "admin")]
+        wait_for(lambda: "the schedule changed, 1 entries" in log_path.read_text(), timeout=10)
+        wait_for(lambda: marks("file") > file_runs, timeout=80)  # the next minute's tick ran
+        time.sleep(3)
+        assert marks("admin") == 1
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert "Traceback" not in log_path.read_text()
