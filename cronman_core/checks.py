@@ -123,8 +123,8 @@ def check_migrations(
     if not pending:
         return []
     return [CheckWarning(
-        f"{count} migration(s) of {', '.join(pending)} not applied: run history and Cron Tasks "
-        "cannot be recorded until they are",
+        f"{count} migration(s) of {', '.join(pending)} not applied: their tables "
+        "(run history, Cron Tasks, database schedule entries) cannot be used until they are",
         hint="Run: python manage.py migrate",
         id="cronman.W030",
     )]

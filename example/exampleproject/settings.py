@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "cronman_core",
     "cronman_plugins.tasks",  # Admin > Cron > Cron Tasks
     "cronman_plugins.history",  # run history and timeline in the admin
+    "cronman_plugins.dbschedule",  # Admin > Cron schedule > Scheduled jobs: entries beside CRON_JOBS
     "demo",
 ]
 MIDDLEWARE = [
