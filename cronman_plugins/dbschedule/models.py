@@ -47,20 +47,11 @@ class ScheduledJob(models.Model):
     def __str__(self) -> str:
         return f"{self.time_spec} {self.job_spec}"
 
-    @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> ScheduledJob:
-        row = super().from_db(db, field_names, values)
-        row._stored = row._schedule_fields()  # type: ignore[attr-defined]
-        return row
-
-    def _schedule_fields(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in SCHEDULE_FIELDS)
-
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if self._schedule_fields() != getattr(self, "_stored", None):
+        stored = type(self).objects.filter(pk=self.pk).values_list(*SCHEDULE_FIELDS).first() if self.pk else None
+        if stored != tuple(getattr(self, name) for name in SCHEDULE_FIELDS):
             self.active_since = timezone.now()
         super().save(*args, **kwargs)
-        self._stored = self._schedule_fields()
 
     @property
     def source(self) -> str:
