@@ -1,11 +1,18 @@
-"""Every hook is documented where it is declared and in docs/plugins.md."""
+"""The docs: every hook, setting, command (and its actions) and check id documented; the site builds strictly."""
 
+import argparse
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+from django.core.management import load_command_class
 
 from cronman_core import hookspecs
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs"
 
 
 def hook_names():
@@ -44,3 +51,46 @@ def test_every_declared_setting_is_in_the_settings_page():
     text = (DOCS / "settings.md").read_text()
     missing = [s.name for s in conf.declared() if f"`{s.name}`" not in text]
     assert missing == [], f"undocumented settings: {missing}"
+
+
+def _sections(text: str) -> dict[str, str]:
+    """``## name`` sections of a page, by name."""
+    return dict(re.findall(r"^## (\S+)\n(.*?)(?=^## |\Z)", text, re.S | re.M))
+
+
+def test_every_command_and_action_is_in_the_commands_page():
+    sections = _sections((DOCS / "commands.md").read_text())
+    apps = {"cron_worker": "cronman_core", "cron_scheduler": "cronman_core", "cron_plugins": "cronman_core",
+            "cron_monitors": "cronman_core", "cron_remote_manager": "cronman_plugins.redis"}
+    found = {path.stem for pattern in ("cronman_core", "cronman_plugins/*")
+             for path in REPO.glob(f"{pattern}/management/commands/cron_*.py")}
+    assert found == set(apps), "a new command: add it here and to docs/commands.md"
+    missing = []
+    for name, app in apps.items():
+        if name not in sections:
+            missing.append(name)
+            continue
+        parser = load_command_class(app, name).create_parser("manage.py", name)
+        actions = [choice for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+                   for choice in action.choices]
+        missing += [f"{name} {action}" for action in actions if not re.search(rf"\b{action}\b", sections[name])]
+    assert missing == [], f"undocumented in docs/commands.md: {missing}"
+
+
+def test_every_check_id_is_in_the_commands_page():
+    text = (DOCS / "commands.md").read_text()
+    used = {match for path in [*REPO.glob("cronman_core/**/*.py"), *REPO.glob("cronman_plugins/**/*.py")]
+            for match in re.findall(r"cronman\.[EW]\d{3}", path.read_text())}
+    assert used, "no check ids found"
+    missing = sorted(check_id for check_id in used if f"`{check_id}`" not in text)
+    assert missing == [], f"check ids not in docs/commands.md's table: {missing}"
+
+
+def test_the_docs_site_builds_strictly(tmp_path):
+    """mkdocs-material with ``--strict``: a broken link or anchor, or a page left out of the nav, fails."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "site" / "dbschedule" / "index.html").exists()
