@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
-.venv/bin/ruff check cronman_core cronman_plugins tests benchmarks
+.venv/bin/ruff check cronman_core cronman_plugins tests benchmarks examples
 .venv/bin/mypy cronman_core
 exec .venv/bin/python -m pytest "$@"
