@@ -140,7 +140,8 @@ def test_plugin_apps_without_cronman_core_are_e018(project: CronmanProject) -> N
     project.configure(INSTALLED_APPS=apps)
     result = project.run("check")
     assert result.returncode == 1, result.stderr
-    assert ("(cronman.E018) cronman_plugins.history, cronman_plugins.tasks are installed without cronman_core"
+    assert ("(cronman.E018) cronman_plugins.dbschedule, cronman_plugins.history, cronman_plugins.tasks are installed "
+            "without cronman_core"
             in result.stderr)
     assert 'HINT: Add "cronman_core" to INSTALLED_APPS.' in result.stderr
     project.configure()
@@ -152,7 +153,7 @@ def test_unapplied_migrations_are_w030_and_migrate_itself_does_not_warn(project:
     env = {"CRONMAN_TEST_DB": str(fresh)}
     before = project.run("check", env=env)
     assert before.returncode == 0, before.stderr  # a warning: a pipeline's check before migrate passes
-    assert "(cronman.W030)" in before.stderr and "of cron, cron_history not applied" in before.stderr
+    assert "(cronman.W030)" in before.stderr and "of cron, cron_dbschedule, cron_history not applied" in before.stderr
     assert "HINT: Run: python manage.py migrate" in before.stderr
     migrate = project.run("migrate", env=env)
     assert migrate.returncode == 0 and "cronman.W030" not in migrate.stdout + migrate.stderr
