@@ -63,13 +63,13 @@ def counts() -> dict[str, Any]:
 
 def _posts(model: type, obj: Any) -> list[tuple[str, dict[str, Any]]]:
     """Every state-changing request of a model's admin: add, change, delete, and each action on ``obj``."""
-    info = (model._meta.app_label, model._meta.model_name)
-    changelist = reverse("admin:%s_%s_changelist" % info)
+    prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+    changelist = reverse(f"{prefix}_changelist")
     posts = [
-        (reverse("admin:%s_%s_add" % info), {"job_spec": "Echo:y", "time_spec": "* * * * *", "cron_job": "TaskEcho",
+        (reverse(f"{prefix}_add"), {"job_spec": "Echo:y", "time_spec": "* * * * *", "cron_job": "TaskEcho",
                                               "job_name": "Other", "reason": "x"}),
-        (reverse("admin:%s_%s_change" % info, args=[obj.pk]), {"job_spec": "Echo:z", "enabled": ""}),
-        (reverse("admin:%s_%s_delete" % info, args=[obj.pk]), {"post": "yes"}),
+        (reverse(f"{prefix}_change", args=[obj.pk]), {"job_spec": "Echo:z", "enabled": ""}),
+        (reverse(f"{prefix}_delete", args=[obj.pk]), {"post": "yes"}),
     ]
     model_admin = admin.site._registry[model]
     for action in [*(model_admin.actions or []), "delete_selected"]:
@@ -81,7 +81,8 @@ def _posts(model: type, obj: Any) -> list[tuple[str, dict[str, Any]]]:
 def test_every_page_is_found(objects) -> None:
     names = {name for _model, name, _url in admin_urls(objects)}
     assert "cron_history_cronrun_timeline" in names
-    assert {"cron_crontask_changelist", "cron_dbschedule_scheduledjob_change", "cron_history_cronjobpause_delete"} <= names
+    assert {"cron_crontask_changelist", "cron_dbschedule_scheduledjob_change",
+            "cron_history_cronjobpause_delete"} <= names
     assert len(names) >= 20
 
 
