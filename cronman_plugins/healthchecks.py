@@ -114,6 +114,12 @@ def _job_ping(run: JobRun, event: str) -> None:
 
 
 @hookimpl
+def cronman_reserved_params() -> list[str]:
+    """``healthchecks_id=...`` / ``healthchecks_slug=...`` in a job spec are ours: ``run()`` never sees them."""
+    return ["healthchecks_id", "healthchecks_slug"]
+
+
+@hookimpl
 def cronman_job_started(run: JobRun) -> None:
     _job_ping(run, "start")
 

@@ -215,6 +215,12 @@ def _check_in(run: JobRun, status: str) -> None:
 
 
 @hookimpl
+def cronman_reserved_params() -> list[str]:
+    """``sentry_monitor_slug=...`` in a job spec is ours: ``run()`` never sees it."""
+    return ["sentry_monitor_slug"]
+
+
+@hookimpl
 def cronman_job_started(run: JobRun) -> None:
     _check_in(run, "in_progress")
 

@@ -57,6 +57,18 @@ def test_slug_with_the_project_ping_key(project, http_server):
     _rids(server)
 
 
+def test_a_job_spec_param_overrides_the_check_and_never_reaches_run(project, http_server):
+    server = http_server()
+    _configure(project, server, CRONMAN_HEALTHCHECKS_PING_KEY="pk-123")
+    result = project.run("cron_worker", "run", "Hello:x,healthchecks_slug=hello-x")
+    assert result.returncode == 0, result.stderr  # Hello.run(what) would refuse a healthchecks_slug argument
+    other = "0c7f7bd4-1d1a-4f4e-9d89-5d8ab4f5b2a1"
+    assert project.run("cron_worker", "run", f"Monitored:healthchecks_id={other}").returncode == 0
+    assert [r.path for r in server.requests] == [
+        "/pk-123/hello-x/start", "/pk-123/hello-x", f"/{other}/start", f"/{other}",
+    ]
+
+
 def test_slug_without_a_ping_key_sends_nothing(project, http_server):
     server = http_server()
     _configure(project, server)

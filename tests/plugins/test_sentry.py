@@ -45,6 +45,15 @@ def test_failing_job_sends_its_exception_and_check_ins(project, http_server):
     assert finished["duration"] >= 0
 
 
+def test_a_monitor_slug_param_checks_in_and_never_reaches_run(project, http_server):
+    server = http_server()
+    project.configure(CRONMAN_SENTRY_ENABLED=True, SENTRY_CONFIG={"dsn": server.dsn})
+    result = project.run("cron_worker", "run", "Hello:x,sentry_monitor_slug=hello-x")
+    assert result.returncode == 0, result.stderr  # Hello.run(what) would refuse a sentry_monitor_slug argument
+    started, finished = server.items_of("check_in")
+    assert (started["monitor_slug"], finished["status"]) == ("hello-x", "ok")
+
+
 def test_succeeding_job_checks_in_ok_and_sends_no_event(project, http_server):
     server = http_server()
     project.configure(CRONMAN_SENTRY_ENABLED=True, SENTRY_CONFIG={"dsn": server.dsn})

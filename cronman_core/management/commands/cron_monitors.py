@@ -44,7 +44,9 @@ class Command(CronmanCommand):
             for line in lines:
                 self.stdout.write(line if apply else f"would {line}")
             changes += len(lines)
-        if not changes:
+        if not changes and not failed:
             self.stdout.write("the monitors match the schedule: nothing to change")
+        elif not changes:
+            self.stdout.write("nothing changed: the services above could not be read")
         if failed:
             sys.exit(1)
