@@ -57,6 +57,9 @@ def test_example_script_short_mode(tmp_path: Path) -> None:
     env = {name: value for name, value in os.environ.items()
            if name not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH") and not name.startswith("CRONMAN_")}
     env.update(VENV=str(Path(sys.prefix)), EXAMPLE_SECONDS="0")
+    # The copy's setup-env.sh must find the shared venv up to date: were its stamp stale, it would reinstall
+    # cronman into it from the temporary copy, and every later test would import that copy.
+    subprocess.run(["bash", "scripts/setup-env.sh"], cwd=REPO, env=env, check=True, capture_output=True)
     result = subprocess.run(["bash", "scripts/example.sh"], cwd=copy, env=env, capture_output=True, text=True,
                             timeout=300)
     output = result.stdout

@@ -52,12 +52,21 @@ def database_entries() -> list[ScheduleEntry]:
     try:
         entries = [row.as_entry() for row in ScheduledJob.objects.filter(enabled=True)]
     except DatabaseError as exc:
-        if MISSING_TABLE.search(str(exc)):
-            log_database_error(logger, "reading the database schedule", exc)
+        if MISSING_TABLE.search(str(exc)):  # not migrated yet (migrate's own checks read it first): no entry can exist
+            _say_once("the database schedule has no table yet (run: python manage.py migrate): it has no entries")
             return []
         return _last_read(exc)
     _keep(entries)
     return entries
+
+
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        logger.info(message)
 
 
 def _keep(entries: list[ScheduleEntry]) -> None:

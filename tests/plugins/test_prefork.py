@@ -81,7 +81,7 @@ def test_the_daemon_forks_its_runs_from_one_template_reaps_them_and_leaves_nothi
     assert daemon.returncode == 0, err
     assert "Traceback" not in err
     assert _templates(err) == [template.pid, replacement[0].pid], err
-    assert "SIGHUP: the spawner gets ready anew" in err
+    assert "SIGHUP: the schedule is read anew and the spawner gets ready anew" in err
     wait_for(lambda: _gone(replacement[0].pid), timeout=30)  # retired with the daemon: it had no run left
 
 
