@@ -77,6 +77,9 @@ def get_client() -> redis.Redis:
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 1),
                 decode_responses=True,
+                # cronman writes UTF-8 only: other bytes at its keys are damage, read as U+FFFD so that
+                # parsing refuses them with a warning instead of a UnicodeDecodeError escaping
+                encoding_errors="replace",
             )
         return client
 

@@ -41,15 +41,31 @@ logger = logging.getLogger("cronman.plugins.redis.locks")
 
 # The fencing token as cronman_core.locks.next_fencing_token computes it, on Redis's clock:
 # the counter + 1, but never below the time in microseconds, so a Redis that lost the
-# counter (restarted empty) still hands out greater tokens.
+# counter (restarted empty) still hands out greater tokens. Keys of the wrong type or a
+# counter that is no number (damage, not cronman's writing) are repaired before anything is
+# written, and named after the token, so a damaged key never leaves a lock half taken.
 _ACQUIRE = """
+local damaged = ''
+for i, want in ipairs({'string', 'hash'}) do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind ~= 'none' and kind ~= want then
+    redis.call('DEL', KEYS[i])
+    damaged = damaged .. ' ' .. (i == 1 and 'lock' or 'records')
+  end
+end
+local raw = redis.pcall('GET', KEYS[3])
+local counter = type(raw) == 'string' and tonumber(raw) or nil
+if raw and not (counter and counter >= 0 and counter < 9007199254740992) then
+  damaged = damaged .. ' fence'
+  counter = 0
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
   local t = redis.call('TIME')
   local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local token = math.max(tonumber(redis.call('GET', KEYS[3]) or '0') + 1, floor)
+  local token = math.max((counter or 0) + 1, floor)
   redis.call('SET', KEYS[3], string.format('%.0f', token))
-  return string.format('%.0f', token)
+  return string.format('%.0f', token) .. damaged
 end
 return 0
 """
@@ -202,7 +218,11 @@ class RedisLockBackend(LockBackend):
             acquired = self.scripts["acquire"](keys=keys, args=args)
         if not acquired:
             return None
-        return RedisLock(self, record, token, int(acquired))
+        fencing_token, *damaged = str(acquired).split()
+        if damaged:
+            logger.warning("repaired damaged Redis keys of lock %r (%s): not cronman's values, replaced",
+                           key, ", ".join(damaged))
+        return RedisLock(self, record, token, int(fencing_token))
 
     def is_locked(self, key: str) -> bool:
         with rc.reachable():
