@@ -162,6 +162,7 @@ RETURNING 1
         _rows(session, "SELECT pg_advisory_unlock(%s)", [lock_id(key)])
 
     def next_token(self, session: Any, key: str) -> int:
+        repair(session, key)
         return int(_rows(session, f"""
 INSERT INTO cronman_fence AS f (lock_id, token) VALUES (%s, {self.micros_now})
 ON CONFLICT (lock_id) DO UPDATE SET token = GREATEST(f.token + 1, EXCLUDED.token)
@@ -237,6 +238,7 @@ ON DUPLICATE KEY UPDATE
 
     def next_token(self, session: Any, key: str) -> int:
         ident = lock_id(key)
+        repair(session, key)
         _rows(session, f"INSERT INTO cronman_fence (lock_id, token) VALUES (%s, {self.micros_now}) "
                        "ON DUPLICATE KEY UPDATE token = GREATEST(token + 1, VALUES(token))", [ident])
         # Only the lock's holder writes its counter, and this session holds the lock.
@@ -259,6 +261,22 @@ ON DUPLICATE KEY UPDATE
 
 
 DIALECTS: dict[str, type[Dialect]] = {"postgresql": PostgresDialect, "mysql": MySQLDialect}
+
+
+#: Fencing tokens are microseconds since 1970 or a counter just above: a stored one outside this range is
+#: damage (a hand-edited row), and would make ``token + 1`` overflow or tokens go backwards.
+TOKEN_RANGE = (0, 2**53)
+
+
+def repair(session: Any, key: str) -> None:
+    """Drop a lock's fencing counter that no cronman wrote, with one warning (the lock's holder calls this).
+
+    The next token is then the time in microseconds, greater than every token handed out before.
+    """
+    rows = _rows(session, "SELECT token FROM cronman_fence WHERE lock_id = %s", [lock_id(key)])
+    if rows and not TOKEN_RANGE[0] <= int(rows[0][0]) < TOKEN_RANGE[1]:
+        logger.warning("repaired the fencing counter of lock %r: %s is not a token cronman wrote", key, rows[0][0])
+        _rows(session, "DELETE FROM cronman_fence WHERE lock_id = %s", [lock_id(key)])
 
 
 def _rows(session: Any, sql: str, params: Any = ()) -> list[Sequence[Any]]:

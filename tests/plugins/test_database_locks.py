@@ -13,9 +13,13 @@ from typing import Any
 import psutil
 import pytest
 from django.db import connections
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from cronman_core.errors import CronmanError
+from cronman_core.records import RunRecord
 from cronman_core.testing import CronmanProject, LockBackendContract
-from cronman_plugins.database.locks import DatabaseLockBackend, DatabaseUnavailable
+from cronman_plugins.database.locks import TOKEN_RANGE, DatabaseLockBackend, DatabaseUnavailable, lock_id
 from tests.conftest import wait_for
 from tests.support import cluster
 from tests.support.cluster import started_fires
@@ -279,3 +283,87 @@ def test_twenty_forked_runs_each_open_their_own_database_session_and_the_templat
     finally:
         forks.close()
 
+
+# -- hostile rows ---------------------------------------------------------------------------------
+
+# Hostile rows in the database lock backend's tables (PostgreSQL): one line or a recovery, never more.
+#
+# One hypothesis test over the four tables: a run record whose data is any
+# text, a fencing counter of any 64-bit value, a fire claim and a stop request
+# with any key, token and float (NaN and infinities too). Every operation of
+# the backend then works or raises ``CronmanError`` (one line for its
+# command), a good record beside the damage is still listed, a damaged fencing
+# counter is repaired with one warning (the lock is taken, with a token greater
+# than any before), and a new fire is claimed exactly once.
+
+TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=60)
+FLOATS = st.floats(allow_nan=True, allow_infinity=True)
+BIGINTS = st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from([-1, 0, 2**53, 2**63 - 1, -(2**63)]))
+
+
+def _record(key: str) -> RunRecord:
+    return RunRecord(key=key, job_spec=key, pid=1, host="h", create_time=None, run_id=uuid.uuid4().hex,
+                     started_at="2026-12-04T00:00:00+00:00")
+
+
+def _put(databases: dict[str, Any], place: str, text: str, number: int, real: float, good: RunRecord) -> None:
+    if place == "record":
+        sql(databases, "INSERT INTO cronman_run_record VALUES (%s, %s, %s, %s, %s)", uuid.uuid4().hex, text, text,
+            number, real)
+    elif place == "fence":
+        sql(databases, "INSERT INTO cronman_fence VALUES (%s, %s)", lock_id("Hostile"), number)
+    elif place == "claim":
+        sql(databases, "INSERT INTO cronman_fire_claim VALUES (%s, %s, %s)", text[:255] or "k", text[:64], real)
+    else:
+        sql(databases, "INSERT INTO cronman_stop_request VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (text[:64] or good.run_id), real)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(place=st.sampled_from(["record", "fence", "claim", "stop request"]), text=TEXT, number=BIGINTS, real=FLOATS)
+def test_hostile_rows_give_one_line_or_a_recovery(
+    lock_database: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    place: str, text: str, number: int, real: float,
+) -> None:
+    databases = lock_database
+    sql(databases, "TRUNCATE cronman_run_record, cronman_fence, cronman_fire_claim, cronman_stop_request")
+    add_alias(monkeypatch, ALIAS, databases["default"])
+    backend = DatabaseLockBackend(alias=ALIAS, ttl=3)
+    good = _record("Good")
+    good_lock = backend.acquire("Good", good)
+    assert good_lock is not None
+    _put(databases, place, text, number, real, good)
+    before = int(time.time() * 1_000_000)
+    caplog.clear()
+
+    def lock_cycle() -> None:
+        lock = backend.acquire("Hostile", _record("Hostile"))
+        assert lock is not None, "a damaged row must not keep the lock from being taken"
+        assert lock.fencing_token >= before
+        lock.update()
+        lock.release()
+
+    operations = {
+        "records": backend.records, "is held": lambda: backend.is_held_by(good), "lock cycle": lock_cycle,
+        "claim": lambda: backend.claim(f"fire-{uuid.uuid4().hex}", 60.0, "t"),
+        "release claim": lambda: backend.release_claim(text[:255] or "k", text[:64] or "t"),
+        "prune": backend.prune_claims, "request stop": lambda: backend.request_stop(good),
+    }
+    try:
+        for name, operation in operations.items():
+            try:
+                operation()
+            except CronmanError:
+                pass  # one line for the command that called it
+            except AssertionError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (the point: nothing else may escape)
+                pytest.fail(f"{name} with a hostile {place} row: {type(exc).__name__}: {exc}")
+        assert good.run_id in {r.run_id for r in backend.records()}  # the good record is not lost
+        if place == "fence" and not TOKEN_RANGE[0] <= number < TOKEN_RANGE[1]:
+            assert [r.getMessage() for r in caplog.records if "fencing counter" in r.getMessage()] == [
+                f"repaired the fencing counter of lock 'Hostile': {number} is not a token cronman wrote"]
+        fire = f"fire-{uuid.uuid4().hex}"
+        assert [backend.claim(fire, 60.0, "a"), backend.claim(fire, 60.0, "b")] == [True, False]
+    finally:
+        good_lock.release()
