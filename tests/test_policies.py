@@ -14,7 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cronman_core.errors import UsageError
-from cronman_core.policies import NEXT_FIRE_ENV, RUN_OPTIONS_ENV, RunPolicy, check_options, policy_for
+from cronman_core.job import BaseCronJob
+from cronman_core.policies import (
+    NEXT_FIRE_ENV,
+    OPTION_NAMES,
+    RUN_OPTIONS_ENV,
+    RunPolicy,
+    check_options,
+    policy_for,
+)
 from cronman_core.schedule import ScheduleEntry
 from cronman_core.scheduler import tick
 from cronman_core.scheduler.daemon import run_daemon
@@ -346,3 +354,25 @@ def test_next_shows_an_entry_in_its_own_zone(project: CronmanProject) -> None:
     result = project.run("cron_scheduler", "next", "1")
     assert result.returncode == 0, result.stderr
     assert "00:00:00 UTC" in result.stdout and "09:00:00 UTC" in result.stdout, result.stdout
+
+
+# -- hostile options --------------------------------------------------------------------
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(st.dictionaries(st.sampled_from([*OPTION_NAMES, "retry", "Overlap", ""]), JSON_VALUES, max_size=4))
+def test_any_options_are_valid_or_one_usage_error(options: dict[str, object]) -> None:
+    """Options come from CRON_JOBS and from admin forms (JSON): anything there is taken or refused in one line."""
+    try:
+        checked = check_options(options, "CRON_JOBS[0] options")
+    except UsageError as exc:
+        assert str(exc).startswith("CRON_JOBS[0] options: ") and "\n" not in str(exc)
+        return
+    assert set(checked) == set(options)
+    policy_for(BaseCronJob, checked)  # what a run gets from them

@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from cronman_core.checks import entry_problems
 from cronman_core.testing import CronmanProject
 from cronman_plugins.dbschedule.models import ScheduledJob
 from tests.conftest import wait_for
@@ -172,3 +175,32 @@ def test_sighup_reloads_cron_jobs_and_a_broken_edit_keeps_the_schedule_read_befo
     assert "the schedule has 2 entries" in err, err  # the edit
     assert "the schedule changed, 3 entries: ticking on it now" in err, err  # the row
     assert "Traceback" not in err, err
+
+
+SPEC_TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=30)
+
+
+@pytest.mark.django_db
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    time_spec=st.one_of(SPEC_TEXT, st.sampled_from(["*/5 * * * *", "@hourly", "0 0 30 2 *", "1-70 * * * *"])),
+    job_spec=st.one_of(SPEC_TEXT, st.sampled_from(["Echo:x", "Echo:", "Sleep:1,tag=a", "Echo:a=b=c"])),
+    options=st.one_of(SPEC_TEXT, st.sampled_from(['{"retries": 2}', '{"overlap": "wait", "overlap_wait": -1}',
+                                                  '{"jitter": "NaN"}', '{"time_zone": null}', "[]", "1"])),
+)
+def test_any_form_input_is_saved_valid_or_refused_on_a_field(admin_client, time_spec, job_spec, options) -> None:
+    from cronman_core.plugins import get_plugin_manager
+    from cronman_core.scheduler.decide import decide
+
+    ScheduledJob.objects.all().delete()
+    response = _post(admin_client, time_spec=time_spec, job_spec=job_spec, options=options)
+    assert response.status_code in (200, 302), response.status_code  # never a server error
+    if response.status_code == 200:
+        errors = response.context["adminform"].form.errors
+        assert errors and set(errors) <= {"time_spec", "job_spec", "options"}, errors
+        assert not ScheduledJob.objects.exists()
+        return
+    entry = ScheduledJob.objects.get().as_entry()
+    assert entry_problems(get_plugin_manager(), entry, "saved") == []
+    now = time.time()
+    decide([entry], now, dt.UTC, lambda e: 3600.0, watermark=now - 7200)  # the scheduler takes it as it is
