@@ -18,8 +18,16 @@ def default_data_dir() -> Path:
 
 
 def check_data_dir(path: Path) -> None:
-    """Refuse a data dir that is not a directory, not ours, or writable by others."""
+    """Refuse a data dir that is a symlink, not a directory, not ours, or writable by others.
+
+    A symlink is refused even to a good directory: whoever can replace the
+    link (its parent may be shared, like /tmp) would choose where workers
+    write their records and where ``kill`` reads PIDs from.
+    """
     try:
+        if os.path.islink(path):
+            raise DataDirError(f"data dir {path} is a symlink (to {os.readlink(path)}): "
+                               "set CRONMAN_DATA_DIR to the directory itself")
         info = os.stat(path)
     except OSError as exc:
         raise DataDirError(f"data dir {path} is unusable: {exc.strerror}") from exc

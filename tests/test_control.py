@@ -271,6 +271,18 @@ def test_djangos_options_work_after_the_action(project):
     assert result.stdout.splitlines()[-1] == "Total: 0"
 
 
+def test_a_symlinked_data_dir_is_refused_even_to_a_private_directory(project, tmp_path):
+    real = tmp_path / "real-data"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "data-link"
+    link.symlink_to(real)
+    project.update(CRONMAN_DATA_DIR=str(link))
+    for args in (("cron_worker", "status"), ("cron_worker", "run", "Sleep:0"), ("cron_scheduler", "run")):
+        line = _one_error_line(project.run(*args))
+        assert f"data dir {link} is a symlink (to {real})" in line, line
+    assert project.read_marks() == [] and list(real.iterdir()) == []
+
+
 def test_a_symlinked_directory_in_the_data_dir_is_refused(project, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
