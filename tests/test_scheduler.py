@@ -463,6 +463,28 @@ def test_catch_up_runs_only_for_the_tick_that_wins_the_newest_fire_time(data_dir
     assert not backend.claim(claim_key(source, int(at(10, 6))), 3600)  # claimed by the run at 10:08
 
 
+def test_a_run_covers_and_reports_only_the_fires_it_claimed(data_dir, settings, monkeypatch, caplog) -> None:
+    """A tick killed after its spawns, before its watermark: the next tick's run does not count that fire again."""
+    import cronman_plugins.pidfile
+    source = entry("* * * * *", "Noop")
+    pm = _pidfile_manager(settings, data_dir, [(source.time_spec, source.job_spec)])
+    fires: list[str] = []
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, env=None, **run: fires.append(env[tick.SCHEDULED_FIRE_ENV]))
+    backend = cronman_plugins.pidfile.PidfileBackend(data_dir)
+    clock = _FakeClock(at(10, 0, 30))
+    scheduler = Scheduler(pm=pm, clock=clock)
+    scheduler.tick()  # watermark 10:00:30
+    assert backend.claim(claim_key(source, int(at(10, 1))), 3600, "killed-tick")  # it ran the 10:01 fire
+    clock.now = at(10, 3, 5)  # 10:01, 10:02 and 10:03 are due here; 10:01 was claimed
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cronman.scheduler"):
+        scheduler.tick()
+    started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("started Noop")]
+    assert len(started) == 1 and "catching up 1 earlier fire(s) from 2026-03-02 10:02:00 UTC" in started[0], started
+    fire = json.loads(fires[-1])
+    assert (fire["first"], fire["count"]) == (at(10, 2), 2)
+
+
 # -- hostile schedules and clocks ------------------------------------------------------------
 
 

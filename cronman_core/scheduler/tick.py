@@ -269,8 +269,11 @@ class Scheduler:
             if not backend.claim(newest, hold, token):
                 logger.debug("%s at %s already fired elsewhere", run.entry.job_spec, run.fire_time)
                 continue
-            older = [claim_key(run.entry, slot) for slot in run.slots[:-1]]
-            claims = FireClaims(token, ttl, (newest, *(key for key in older if backend.claim(key, hold, token))))
+            # An older fire claimed already ran (a tick killed after its spawns, before its watermark): this
+            # run covers, and says it covers, only the fires it claimed.
+            older = [slot for slot in run.slots[:-1] if backend.claim(claim_key(run.entry, slot), hold, token)]
+            claims = FireClaims(token, ttl, (newest, *(claim_key(run.entry, slot) for slot in older)))
+            run = Due(run.entry, (*older, run.fire_time))
             late = result.now - run.fire_time
             requested = RequestedRun(run.entry.job_spec, env=self._run_env(run, claims, options))
             error = self._spawn(requested, result)
