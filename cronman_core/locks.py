@@ -125,6 +125,17 @@ class LockBackend(ABC):
     def prune_claims(self) -> int:
         """Drop claims whose ttl has passed; return how many."""
 
+    def claim_expiry(self, key: str) -> float | None:
+        """When ``key``'s claim lapses, on this backend's clock (:meth:`time`, else this host's); None if unheld.
+
+        A tick that loses a fire's claim asks: a claim that lapses within
+        ``CRONMAN_CLAIM_PENDING`` is still pending (its tick may have died
+        before the spawn), so the tick keeps its watermark before that fire
+        and tries it again once the claim lapses. The default, None, takes
+        every lost claim as final (a backend that cannot tell).
+        """
+        return None
+
     def describe(self) -> str:
         """Where this backend keeps its records, for operators (``status``, the daemon's start-up line)."""
         return type(self).__name__

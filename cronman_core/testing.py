@@ -253,6 +253,24 @@ class LockBackendContract:
         assert lock_backend.claim("slot", 60, "token-b")  # released: the fire can be retried
         assert not lock_backend.claim("slot", 60, "token-a")
 
+    def test_a_claims_expiry_tells_a_pending_claim_from_a_confirmed_one(self, lock_backend: LockBackend) -> None:
+        if type(lock_backend).claim_expiry is LockBackend.claim_expiry:
+            import pytest  # local: this module is also a plugin of worker processes, which need no pytest
+
+            pytest.skip("this backend cannot tell when a claim lapses: ticks take every lost claim as final")
+        now = lock_backend.time() or time.time()
+        assert lock_backend.claim_expiry("slot") is None
+        assert lock_backend.claim("slot", 120, "token")
+        pending = lock_backend.claim_expiry("slot")
+        assert pending is not None and now + 110 < pending < now + 130
+        assert lock_backend.claim("slot", 7200, "token")  # confirmed
+        confirmed = lock_backend.claim_expiry("slot")
+        assert confirmed is not None and now + 7100 < confirmed < now + 7300
+        assert lock_backend.release_claim("slot", "token")
+        assert lock_backend.claim_expiry("slot") is None
+        assert lock_backend.claim("lapsing", 0.3, "token")
+        self._wait(lambda: lock_backend.claim_expiry("lapsing") is None)
+
     def test_a_pending_claim_lapses_unless_its_token_confirms_it(self, lock_backend: LockBackend) -> None:
         assert lock_backend.claim("confirmed", 0.3, "token")
         assert lock_backend.claim("confirmed", 3600, "token")  # extended

@@ -21,7 +21,7 @@ from cronman_core.datadir import get_data_dir
 from cronman_core.errors import CronmanError
 from cronman_core.job import BaseCronJob, JobRun
 from cronman_core.jobspec import JobSpec, bind, canonical_params
-from cronman_core.locks import FireClaims, Lock
+from cronman_core.locks import FireClaims, Lock, LockBackend
 from cronman_core.output import OutputTail
 from cronman_core.pauses import Pause, now_iso
 from cronman_core.plugins import CronmanPluginManager, get_plugin_manager
@@ -42,6 +42,9 @@ EXIT_LOCK = 3
 EXIT_TIMEOUT = 124
 #: How often a run with ``overlap = "wait"`` (or one replacing the holder) asks for the lock again.
 LOCK_POLL = 0.2
+#: How long a scheduled run tries to confirm its fire claims before it gives up its start, and how often.
+CONFIRM_WAIT = 10.0
+CONFIRM_POLL = 0.5
 
 #: A job's progress is passed on at most this often (seconds).
 PROGRESS_INTERVAL = 1.0
@@ -300,15 +303,45 @@ def _held(
         time.sleep(LOCK_POLL)
 
 
+def _confirm_claims(pm: CronmanPluginManager, claims: FireClaims, run: JobRun) -> bool:
+    """Confirm this run's fire claims (its start makes them final); False: do not run.
+
+    A claim left pending lapses, and a tick then runs its fire again. So when
+    the claims cannot be confirmed (a full or read-only data dir, a store
+    that errs) for :data:`CONFIRM_WAIT` seconds, the run goes on only if
+    they are final already (its tick confirmed them); else it does not run,
+    and the fire runs once, from the tick that retries it. A backend that
+    cannot tell a pending claim from a final one (``claim_expiry``) runs.
+    """
+    backend = pm.lock_backend()
+    deadline = time.monotonic() + CONFIRM_WAIT
+    while True:
+        try:
+            claims.confirm(backend)
+            return True
+        except Exception as exc:
+            error = exc
+        if type(backend).claim_expiry is LockBackend.claim_expiry:
+            logger.warning("%s: cannot confirm its fire claims (%s)", run.job_spec, error)
+            return True
+        with contextlib.suppress(Exception):
+            expiry = backend.claim_expiry(claims.keys[0])
+            now = backend.time() or time.time()
+            if expiry is not None and expiry - now > conf.get("CRONMAN_CLAIM_PENDING") + CONFIRM_WAIT:
+                return True  # its tick confirmed them
+        if time.monotonic() >= deadline:
+            logger.error("%s: cannot confirm its fire claims (%s): not running; the fire runs once its pending "
+                         "claim lapses, from the tick that retries it", run.job_spec, error)
+            return False
+        time.sleep(CONFIRM_POLL)
+
+
 def _run(
     pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], run: JobRun, policy: RunPolicy
 ) -> int:
     claims = FireClaims.from_env()
-    if claims is not None:  # a scheduled run: its start makes its fire claims final
-        try:
-            claims.confirm(pm.lock_backend())
-        except Exception as exc:
-            logger.warning("%s: cannot confirm its fire claims (%s)", run.job_spec, exc)
+    if claims is not None and not _confirm_claims(pm, claims, run):  # a scheduled run: its start makes them final
+        return EXIT_LOCK
     key = lock_key(job_class, spec, pm.reserved_params)
     lock: Lock | None = None
     if key is None:

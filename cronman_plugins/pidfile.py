@@ -372,6 +372,13 @@ class PidfileBackend(LockBackend):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
 
+    def claim_expiry(self, key: str) -> float | None:
+        try:
+            expiry, _token = self._read_claim(self._claim_path(key))
+        except FileNotFoundError:
+            return None
+        return expiry if expiry > time.time() else None
+
     def release_claim(self, key: str, token: str) -> bool:
         path = self._claim_path(key)
         with self._claims_guard():

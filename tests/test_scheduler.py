@@ -485,6 +485,54 @@ def test_a_run_covers_and_reports_only_the_fires_it_claimed(data_dir, settings, 
     assert (fire["first"], fire["count"]) == (at(10, 2), 2)
 
 
+def test_a_fire_claimed_by_a_tick_that_died_before_its_spawn_runs_once_its_claim_lapses(
+    data_dir, settings, monkeypatch, caplog
+) -> None:
+    """A tick SIGKILLed between claim and spawn leaves a pending claim: later ticks keep their watermark
+    before that fire until the claim lapses, then run it, once (before, the next tick's watermark passed it)."""
+    import cronman_plugins.pidfile
+    source = entry("* * * * *", "Noop")
+    pm = _pidfile_manager(settings, data_dir, [(source.time_spec, source.job_spec)])
+    settings.CRONMAN_CLAIM_PENDING = 120
+    fires: list[tuple[int, int]] = []
+
+    def spawn(spec, env=None, **run):
+        fire = json.loads(env[tick.SCHEDULED_FIRE_ENV])
+        fires.append((fire["first"], fire["count"]))
+
+    monkeypatch.setattr(tick, "spawn_job", spawn)
+    backend = cronman_plugins.pidfile.PidfileBackend(data_dir)
+    minute = int(time.time() // 60 * 60)  # real time: the pidfile backend's claims expire on it
+    clock = _FakeClock(minute - 150)
+    scheduler = Scheduler(pm=pm, clock=clock)
+    scheduler.tick()  # watermark minute - 150
+    fires.clear()
+    # the dead tick's pending claims: the older fire's, and (below) a newest one
+    assert backend.claim(claim_key(source, minute - 120), 1.5, "dead-tick")
+    clock.now = minute - 55
+    caplog.clear()
+    scheduler.tick()
+    assert fires == [(minute - 60, 1)]  # the newest fire runs; the pending one is not said to be covered
+    assert scheduler.state.read_watermark().value == pytest.approx(minute - 120.001)
+
+    time.sleep(1.6)  # the dead tick's claim lapses
+    assert backend.claim(claim_key(source, minute), 1.5, "another-dead-tick")
+    clock.now = minute + 5
+    scheduler.tick()  # the newest fire is pending elsewhere: nothing runs, the watermark stays
+    assert fires == [(minute - 60, 1)]
+    assert "Noop: its " in caplog.text and "fire is claimed but not started yet" in caplog.text
+    assert scheduler.state.read_watermark().value == pytest.approx(minute - 120.001)
+
+    time.sleep(1.6)
+    clock.now = minute + 10
+    scheduler.tick()  # both lapsed: one run covers minute - 120 and minute (minute - 60 ran)
+    assert fires == [(minute - 60, 1), (minute - 120, 2)]
+    assert scheduler.state.read_watermark().value == pytest.approx(minute + 10)
+    clock.now = minute + 15
+    scheduler.tick()
+    assert len(fires) == 2
+
+
 # -- hostile schedules and clocks ------------------------------------------------------------
 
 

@@ -123,3 +123,29 @@ def test_params_lock_of_star_args_and_kwargs():
 
     first, second = lock_key(Locked, parse("Echo:a,b,z=1,y=2")), lock_key(Locked, parse("Echo:a,b,y=2,z=1"))
     assert first == second == "Echo:a,b,y=2,z=1"
+
+
+def test_a_run_that_cannot_confirm_its_pending_fire_claims_does_not_start(data_dir, monkeypatch, caplog) -> None:
+    """A full or read-only data dir at a scheduled run's start: were its claims left pending, they would lapse
+    and a tick would run the fire again; the run starts only if its tick made them final."""
+    import errno
+    from types import SimpleNamespace
+
+    from cronman_core import worker
+    from cronman_core.locks import FireClaims
+    from cronman_plugins.pidfile import PidfileBackend
+
+    class FullDisk(PidfileBackend):
+        def claim(self, key: str, ttl: float, token: str = "") -> bool:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(worker, "CONFIRM_WAIT", 0.6)
+    monkeypatch.setattr(worker, "CONFIRM_POLL", 0.1)
+    backend = PidfileBackend(data_dir)
+    pm = SimpleNamespace(lock_backend=lambda: FullDisk(data_dir))
+    run = SimpleNamespace(job_spec="Noop")
+    assert backend.claim("fire-pending", 120, "t")  # its tick claimed, spawned, and could not confirm either
+    assert worker._confirm_claims(pm, FireClaims("t", 3600, ("fire-pending",)), run) is False
+    assert "Noop: cannot confirm its fire claims ([Errno 28] No space left on device): not running" in caplog.text
+    assert backend.claim("fire-final", 3600, "t")  # its tick confirmed them
+    assert worker._confirm_claims(pm, FireClaims("t", 3600, ("fire-final",)), run) is True

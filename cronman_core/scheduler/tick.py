@@ -41,6 +41,8 @@ logger = logging.getLogger("cronman.scheduler")
 CLAIM_MARGIN = 3600.0
 #: A host clock this far off the lock store's is logged at each tick.
 CLOCK_SKEW_WARNING = 60.0
+#: Clock differences between hosts allowed for when telling a pending claim from a confirmed one.
+CLOCK_SLACK = 5.0
 #: Expired claims are pruned at most this often.
 PRUNE_INTERVAL = 600.0
 
@@ -73,6 +75,11 @@ class TickResult:
     #: Job spec → why its spawn failed, for entries whose fires wait for a retry within their grace
     #: (kept in the scheduler state: a fire missed after that is missed with that reason).
     spawn_failures: dict[str, str] = field(default_factory=dict)
+
+    def retry_before(self, slot: float) -> None:
+        """Keep the watermark just before ``slot``: the next tick decides that fire again."""
+        retry = slot - 0.001
+        self.retry_from = retry if self.retry_from is None else min(self.retry_from, retry)
 
     @property
     def wake_at(self) -> float | None:
@@ -267,11 +274,24 @@ class Scheduler:
             # pending until the spawn succeeded (see FireClaims).
             newest = claim_key(run.entry, run.fire_time)
             if not backend.claim(newest, hold, token):
-                logger.debug("%s at %s already fired elsewhere", run.entry.job_spec, run.fire_time)
+                if self._pending_elsewhere(backend, newest, result.now, hold, ttl):
+                    # Its tick may have died before the spawn: keep the watermark before this fire, so a
+                    # tick after the claim lapses runs it (or finds it confirmed by its worker's start).
+                    logger.info("%s: its %s fire is claimed but not started yet: looked at again next tick",
+                                run.entry.job_spec, _fmt(run.fire_time, self.tz))
+                    result.retry_before(run.slots[0])
+                else:
+                    logger.debug("%s at %s already fired elsewhere", run.entry.job_spec, run.fire_time)
                 continue
             # An older fire claimed already ran (a tick killed after its spawns, before its watermark): this
             # run covers, and says it covers, only the fires it claimed.
-            older = [slot for slot in run.slots[:-1] if backend.claim(claim_key(run.entry, slot), hold, token)]
+            older: list[int] = []
+            for slot in run.slots[:-1]:
+                key = claim_key(run.entry, slot)
+                if backend.claim(key, hold, token):
+                    older.append(slot)
+                elif self._pending_elsewhere(backend, key, result.now, hold, ttl):
+                    result.retry_before(slot)  # a later tick runs it once its claim lapses (see above)
             claims = FireClaims(token, ttl, (newest, *(claim_key(run.entry, slot) for slot in older)))
             run = Due(run.entry, (*older, run.fire_time))
             late = result.now - run.fire_time
@@ -280,13 +300,12 @@ class Scheduler:
             if error is not None:
                 result.spawn_failures[run.entry.job_spec] = error
                 self._release(backend, claims, run)
-                retry = run.slots[0] - 0.001
-                result.retry_from = retry if result.retry_from is None else min(result.retry_from, retry)
+                result.retry_before(run.slots[0])
                 continue
             result.spawn_failures.pop(run.entry.job_spec, None)
             try:
                 claims.confirm(backend)
-            except CronmanError as exc:  # the worker confirms them too as it starts
+            except (CronmanError, OSError) as exc:  # the worker confirms them too as it starts
                 logger.warning("cannot confirm the fire claims of %s: %s", run.entry.job_spec, exc)
             caught_up = len(run.slots) - 1
             logger.info(
@@ -296,6 +315,18 @@ class Scheduler:
                 if caught_up else "",
                 late,
             )
+
+    @staticmethod
+    def _pending_elsewhere(backend: LockBackend, key: str, now: float, hold: float, ttl: float) -> bool:
+        """Whether ``key``'s claim is still pending: it lapses within the pending ttl ``hold``, which a final
+        claim (``ttl``) never does. A backend that cannot tell, or settings that make both alike: final."""
+        if hold + CLOCK_SLACK >= ttl:
+            return False
+        try:
+            expiry = backend.claim_expiry(key)
+        except CronmanError:
+            return False
+        return expiry is not None and expiry - now <= hold + CLOCK_SLACK
 
     def _run_env(self, run: Due, claims: FireClaims, options: dict[str, object]) -> dict[str, str]:
         """What a scheduled run learns from its tick: its fire claims, its entry's options, the next fire,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -474,6 +475,13 @@ class DatabaseLockBackend(LockBackend):
 
     def claim(self, key: str, ttl: float, token: str = "") -> bool:
         return self._on_shared(lambda session: self.dialect.claim(session, key, ttl, token))
+
+    def claim_expiry(self, key: str) -> float | None:
+        rows = self._execute("SELECT expires_at FROM cronman_fire_claim WHERE claim_key = %s", [key])
+        if not rows or rows[0][0] is None or not math.isfinite(float(rows[0][0])):
+            return None
+        expiry = float(rows[0][0])
+        return expiry if expiry > self.time() else None
 
     def release_claim(self, key: str, token: str) -> bool:
         if not token:

@@ -260,6 +260,11 @@ class RedisLockBackend(LockBackend):
         with rc.reachable():
             return bool(self.scripts["claim"](keys=keys, args=[key, repr(float(ttl)), token]))
 
+    def claim_expiry(self, key: str) -> float | None:
+        with rc.reachable():
+            score = self.redis.zscore(self.claims_key, key)
+        return float(score) if score is not None and float(score) > self.time() else None
+
     def release_claim(self, key: str, token: str) -> bool:
         with rc.reachable():
             return bool(self.scripts["release_claim"](keys=[self.claims_key, self.claim_tokens_key], args=[key, token]))
