@@ -153,6 +153,8 @@ declare(
     Setting("CRONMAN_HOSTNAME", None, text()),
     Setting("CRONMAN_KILL_GRACE", 7.0, seconds()),
     Setting("CRONMAN_CLAIM_PENDING", 120.0, seconds(0.0, strict=True)),
+    # How long a worker waits for a lock store it cannot reach before it runs nothing (exit 3).
+    Setting("CRONMAN_STORE_WAIT", 10.0, seconds()),
     # The name of the lock backend plugin to use; None: the default (a plugin's own switch, else pidfile).
     Setting("CRONMAN_LOCK_BACKEND", None, text()),
     # The name of the spawner plugin to use ("local", "prefork", "celery"); None: the default (local).

@@ -305,10 +305,11 @@ def cronman_job_progress(run: JobRun) -> None:
 
 @hookspec
 def cronman_job_skipped(run: JobRun, reason: str) -> None:
-    """The worker did not run the job: its lock is held by another worker.
+    """The worker did not run the job: its lock is held by another worker, its lock store could not be
+    reached (``CRONMAN_STORE_WAIT``), or its fire claims could not be confirmed.
 
     Called in the worker process instead of :func:`cronman_job_started`;
-    the worker then exits 0 (``run.status`` is ``skipped``).
+    the worker then exits 0 for a held lock, 3 otherwise (``run.status`` is ``skipped``).
 
     :param run: the run that was not started; ``run.error`` holds the reason too.
     :param reason: one line, e.g. ``lock 'Sleep' is held by another worker``.

@@ -11,9 +11,9 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from cronman_core import conf
 from cronman_core.control import kill
@@ -33,6 +33,7 @@ from cronman_core.taxonomies import LockType, RunStatus
 from cronman_core.utils import is_cron_process_resumed
 
 logger = logging.getLogger("cronman.worker")
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -42,6 +43,8 @@ EXIT_LOCK = 3
 EXIT_TIMEOUT = 124
 #: How often a run with ``overlap = "wait"`` (or one replacing the holder) asks for the lock again.
 LOCK_POLL = 0.2
+#: How often a run tries a lock store it cannot reach, for up to ``CRONMAN_STORE_WAIT`` seconds.
+STORE_POLL = 0.5
 #: How long a scheduled run tries to confirm its fire claims before it gives up its start, and how often.
 CONFIRM_WAIT = 10.0
 CONFIRM_POLL = 0.5
@@ -176,11 +179,31 @@ def _acquire(
     record = _record(job_class, run, key)
     attempts = max(1, int(getattr(job_class, "lock_check_attempts", 1) or 1))
     for attempt in range(attempts):
-        lock = pm.lock_backend().acquire(key, record)
+        lock = _reach(lambda: pm.lock_backend().acquire(key, record), run)
         if lock is not None or attempt == attempts - 1:
             return lock
         time.sleep(1)
     return None
+
+
+def _reach(call: Callable[[], T], run: JobRun) -> T:
+    """``call()``, tried again for ``CRONMAN_STORE_WAIT`` seconds while the lock store cannot be reached.
+
+    Nothing has run yet, so waiting is safe: a Redis restart or a database
+    failover of a few seconds delays the run instead of costing its fire.
+    """
+    wait = conf.get("CRONMAN_STORE_WAIT")
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return call()
+        except CronmanError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if deadline - time.monotonic() > wait - STORE_POLL:
+                logger.warning("%s: the lock store cannot be reached (%s): trying again for %.0f s", run.job_spec,
+                               exc, wait)
+            time.sleep(STORE_POLL)
 
 
 def _on_a_terminal() -> bool:
@@ -336,12 +359,19 @@ def _confirm_claims(pm: CronmanPluginManager, claims: FireClaims, run: JobRun) -
         time.sleep(CONFIRM_POLL)
 
 
+def _not_running(pm: CronmanPluginManager, run: JobRun, reason: str) -> int:
+    """A run that does not start (nothing ran, nothing is guarded): skipped, with its reason, and exit 3."""
+    run.finish(RunStatus.SKIPPED, reason)
+    pm.job_skipped(run, reason)
+    return EXIT_LOCK
+
+
 def _run(
     pm: CronmanPluginManager, spec: JobSpec, job_class: type[BaseCronJob], run: JobRun, policy: RunPolicy
 ) -> int:
     claims = FireClaims.from_env()
     if claims is not None and not _confirm_claims(pm, claims, run):  # a scheduled run: its start makes them final
-        return EXIT_LOCK
+        return _not_running(pm, run, "its fire claims cannot be confirmed: the fire runs once they lapse")
     key = lock_key(job_class, spec, pm.reserved_params)
     lock: Lock | None = None
     if key is None:
@@ -360,7 +390,7 @@ def _run(
         except Exception as exc:
             if not getattr(job_class, "lock_ignore_errors", False):
                 logger.error("%s: cannot take lock %r (%s); not running", run.job_spec, key, exc)
-                return EXIT_LOCK
+                return _not_running(pm, run, f"its lock store cannot be reached: {exc}")
             logger.warning("lock %s failed (%s); running without it", key, exc)
         else:
             if lock is None:

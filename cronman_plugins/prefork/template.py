@@ -104,9 +104,12 @@ class Template:
         threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
         files = module_files()
         gc.freeze()
-        for start in range(0, len(files), FILES_PER_MESSAGE):
-            send(self.sock, {"files": files[start:start + FILES_PER_MESSAGE]})
-        send(self.sock, {"ready": os.getpid(), "threads": threads})
+        try:
+            for start in range(0, len(files), FILES_PER_MESSAGE):
+                send(self.sock, {"files": files[start:start + FILES_PER_MESSAGE]})
+            send(self.sock, {"ready": os.getpid(), "threads": threads})
+        except OSError:  # its spawner died (SIGKILLed daemon) while it got ready: nobody to serve
+            return 0
         while True:
             self._reap()
             if (self.retiring or self.orphaned) and not self.children:
@@ -196,7 +199,8 @@ def main(argv: list[str]) -> int:
     try:
         warm_up()
     except BaseException as exc:
-        send(sock, {"failed": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+        with contextlib.suppress(OSError):  # its spawner may be gone too
+            send(sock, {"failed": f"{type(exc).__name__}: {exc}".splitlines()[0]})
         return 1
     return Template(sock).serve()
 

@@ -227,7 +227,7 @@ def test_two_hosts_fire_each_slot_once(tmp_path: Path, databases: dict[str, Any]
 
 def test_a_worker_that_cannot_reach_the_database_runs_nothing(tmp_path: Path, databases: dict[str, Any]) -> None:
     unreachable = {"default": {**databases["default"], "PORT": str(free_port())}}
-    project = host(tmp_path, "host-a", unreachable)
+    project = host(tmp_path, "host-a", unreachable, CRONMAN_STORE_WAIT=0)
     result = project.run("cron_worker", "run", "Sleep:0,tag=never")
     assert result.returncode == 3, result.stderr
     assert "Sleep:0,tag=never: cannot take lock 'Sleep' (lock database 'default' unreachable:" in result.stderr

@@ -181,3 +181,20 @@ def test_a_job_that_says_warm_fork_false_gets_a_new_python_without_a_warning(
     assert marks["fresh"]["pid"] in [int(pid) for pid in
                                      re.findall(r"spawned MarkTimeFresh:tag=fresh as PID (\d+)", text)]
     assert "WARNING" not in text, text
+
+
+def test_a_template_whose_daemon_died_while_it_got_ready_exits_without_a_traceback(project: CronmanProject) -> None:
+    """The daemon SIGKILLed while its new template sends its module list (found by the daemon soak)."""
+    import socket
+    import subprocess
+    import sys
+
+    project.configure(**PROBE, CRONMAN_SPAWNER="prefork")
+    daemon_end, template_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    daemon_end.close()  # the daemon is gone before the template is ready
+    result = subprocess.run([sys.executable, "-m", "cronman_plugins.prefork.template", str(template_end.fileno())],
+                            pass_fds=(template_end.fileno(),), env=project.env(), cwd=project.path,
+                            capture_output=True, text=True, timeout=60)
+    template_end.close()
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr

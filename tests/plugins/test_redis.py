@@ -422,11 +422,28 @@ def test_a_worker_paused_past_its_lock_ttl_stops_instead_of_running_beside_the_n
 
 
 def test_a_worker_that_cannot_reach_its_lock_backend_runs_nothing(tmp_path: Path) -> None:
-    host = make_host(tmp_path, {"CRONMAN_REDIS_PORT": free_port(), "CRONMAN_REDIS_LOCKS": True}, "host-a")
+    host = make_host(tmp_path, {"CRONMAN_REDIS_PORT": free_port(), "CRONMAN_REDIS_LOCKS": True}, "host-a",
+                     CRONMAN_STORE_WAIT=1)
+    started = time.monotonic()
     result = host.run("cron_worker", "run", "Sleep:0,tag=never")
     assert result.returncode == 3, result.stderr
+    assert time.monotonic() - started >= 1.0  # it tried again for CRONMAN_STORE_WAIT
+    assert "Sleep:0,tag=never: the lock store cannot be reached (Redis at 127.0.0.1:" in result.stderr
     assert "Sleep:0,tag=never: cannot take lock 'Sleep' (Redis at 127.0.0.1:" in result.stderr
     assert host.read_marks() == []
+
+
+def test_a_worker_starting_while_redis_restarts_waits_for_it_and_runs(tmp_path: Path) -> None:
+    with running_redis(tmp_path / "redis") as server:
+        host = make_host(tmp_path, server.settings(CRONMAN_REDIS_LOCKS=True), "host-a")
+        server.stop()
+        worker = host.popen("cron_worker", "run", "Sleep:0,tag=after-restart")
+        time.sleep(2.0)
+        server.start()  # on the same port, empty
+        _out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "the lock store cannot be reached" in err and "trying again for 10 s" in err
+    assert [(m["tag"], m["event"]) for m in host.read_marks()] == [("after-restart", "start"), ("after-restart", "end")]
 
 
 def test_redis_restarted_empty_between_two_hosts_ticks_fires_nothing_twice(tmp_path: Path) -> None:

@@ -258,11 +258,11 @@ def shared_store(backend: str, base: Path) -> Iterator[Store]:
 class Host:
     """One scheduler host: its project and its daemon (restartable), logging to a file."""
 
-    def __init__(self, base: Path, name: str, store: Store, jobs: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, base: Path, name: str, store: Store, jobs: tuple[tuple[Any, ...], ...], **extra: Any) -> None:
         self.name = name
         self.project: CronmanProject = cluster.make_host(
             base, name, store.apps, jobs, CRONMAN_PLUGINS=["tests.soak.ledger_plugin"], CRONMAN_KILL_GRACE=2,
-            CRONMAN_CLAIM_PENDING=CLAIM_PENDING, **store.settings(),
+            CRONMAN_CLAIM_PENDING=CLAIM_PENDING, **store.settings(), **extra,
         )
         self.log = self.project.path / "scheduler.log"
         self.daemon: subprocess.Popen[str] | None = None

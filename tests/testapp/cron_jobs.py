@@ -202,6 +202,7 @@ class SoakRun(BaseCronJob):
     """A soak entry's run (tests/soak): marks its entry and fencing token; one run per entry at a time."""
 
     lock_type = LockType.PARAMS
+    can_resume = True  # resumable: cron_worker resume may restart one the chaos killed
 
     def run(self, entry):
         _mark("SoakRun", {"event": "enter", "entry": entry, "token": self.context.fencing_token, "t": time.time()})
@@ -221,7 +222,39 @@ class SoakLocked(BaseCronJob):
         _mark(name, {"event": "exit", "entry": entry, "token": token, "t": time.time()})
 
 
-cron_job_registry.register(SoakRun)
+class SoakFail(BaseCronJob):
+    """A soak entry that always fails (tests/soak/daemon.py)."""
+
+    lock_type = LockType.PARAMS
+
+    def run(self, entry):
+        _mark("SoakFail", {"event": "enter", "entry": entry, "t": time.time()})
+        raise RuntimeError(f"{entry} fails, as it always does")
+
+
+class SoakSlow(BaseCronJob):
+    """A soak entry that outlives its ``max_runtime`` option: stopped with status ``timeout``."""
+
+    lock_type = LockType.PARAMS
+
+    def run(self, entry, seconds="30"):
+        _mark("SoakSlow", {"event": "enter", "entry": entry, "t": time.time()})
+        time.sleep(float(seconds))
+
+
+class SoakFlaky(BaseCronJob):
+    """A soak entry whose first attempt fails and whose retry (``retries`` option) succeeds."""
+
+    lock_type = LockType.PARAMS
+
+    def run(self, entry):
+        _mark("SoakFlaky", {"event": "enter", "entry": entry, "attempt": self.context.attempt, "t": time.time()})
+        if self.context.attempt == 1:
+            raise RuntimeError(f"{entry}: the first attempt fails")
+
+
+for _job in (SoakRun, SoakFail, SoakSlow, SoakFlaky):
+    cron_job_registry.register(_job)
 for _i in range(5):  # five classes: each its own CLASS lock
     cron_job_registry.register(type(f"SoakLocked{_i}", (SoakLocked,), {"__doc__": SoakLocked.__doc__}))
 
