@@ -50,4 +50,4 @@ def _check(backend: str, report) -> None:
             assert report.stale_for <= TTL, report.stale_writes
     assert report.locks_left == []
     assert report.processes_left == []
-    assert sum(report.faults.values()) >= 3
+    assert sum(report.faults.values()) >= 2  # a SIGSTOP lasts up to 20 s: a short window may hold only two
