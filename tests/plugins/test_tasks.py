@@ -14,6 +14,9 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import OperationalError
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from cronman_core.process import hostname
 from cronman_core.spawn import build_worker_command
@@ -350,3 +353,25 @@ def test_a_task_whose_lock_is_held_ends_skipped_with_the_reason(sqlite_project):
     finally:
         holder.kill()
         holder.wait()
+
+
+PARAMS_TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cron_job=st.sampled_from(["TaskEcho", "Hello", "", "NoSuchJob"]),
+       params=st.one_of(PARAMS_TEXT, st.sampled_from(['x,sleep=1', '"a b",sleep=0', "what=\u00e9", "x," * 30])))
+def test_any_request_form_input_is_saved_runnable_or_refused_on_the_form(admin_client, cron_job, params) -> None:
+    """Fuzzed: the add form never errs (500), and what it saves is a job spec the worker accepts."""
+    from cronman_core.plugins import get_plugin_manager
+
+    CronTask.objects.all().delete()
+    response = admin_client.post(ADD_URL, add_form(cron_job, params))
+    assert response.status_code in (200, 302), response.status_code
+    if response.status_code == 200:
+        assert response.context["adminform"].form.errors
+        assert not CronTask.objects.exists()
+        return
+    task = CronTask.objects.get()
+    get_plugin_manager().resolve(task.job_spec)  # raises a UsageError if the worker would refuse it
