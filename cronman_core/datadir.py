@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from cronman_core import conf
-from cronman_core.errors import DataDirError
+from cronman_core.errors import DataDirError, DataDirNotWritable
 
 
 def default_data_dir() -> Path:
@@ -43,7 +43,7 @@ def check_data_dir(path: Path) -> None:
             "run: chmod 700 " + str(path)
         )
     if not os.access(path, os.W_OK | os.X_OK):
-        raise DataDirError(f"data dir {path} is not writable")
+        raise DataDirNotWritable(f"data dir {path} is not writable")
 
 
 def get_data_dir(create: bool = True) -> Path:

@@ -42,5 +42,9 @@ class DataDirError(UsageError):
     """The data dir is missing, unsafe or unusable."""
 
 
+class DataDirNotWritable(DataDirError):
+    """The data dir cannot be written now (a read-only filesystem): it may pass, unlike the others."""
+
+
 class SettingError(UsageError):
     """A ``CRONMAN_*`` setting of the wrong type or out of range (exit 2)."""

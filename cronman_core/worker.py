@@ -12,13 +12,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Collection
+from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 from cronman_core import conf
 from cronman_core.control import kill
 from cronman_core.datadir import get_data_dir
-from cronman_core.errors import CronmanError
+from cronman_core.errors import CronmanError, DataDirError, DataDirNotWritable
 from cronman_core.job import BaseCronJob, JobRun
 from cronman_core.jobspec import JobSpec, bind, canonical_params
 from cronman_core.locks import FireClaims, Lock, LockBackend
@@ -198,12 +199,19 @@ def _reach(call: Callable[[], T], run: JobRun) -> T:
         try:
             return call()
         except CronmanError as exc:
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (isinstance(exc, DataDirError) and
+                                                not isinstance(exc, DataDirNotWritable)):
                 raise
             if deadline - time.monotonic() > wait - STORE_POLL:
-                logger.warning("%s: the lock store cannot be reached (%s): trying again for %.0f s", run.job_spec,
-                               exc, wait)
+                what = "the data dir" if isinstance(exc, DataDirError) else "the lock store"
+                logger.warning("%s: %s cannot be used (%s): trying again for %.0f s", run.job_spec, what, exc, wait)
             time.sleep(STORE_POLL)
+
+
+def _writable_data_dir(run: JobRun) -> Path:
+    """The data dir, waited for for ``CRONMAN_STORE_WAIT`` seconds while it cannot be written (a read-only
+    filesystem for a while): a run started then would otherwise exit 2 after its tick consumed its fire."""
+    return _reach(get_data_dir, run)
 
 
 def _on_a_terminal() -> bool:
@@ -238,7 +246,7 @@ def run_job(job_spec: str) -> int:
         run = JobRun(spec=spec, job_class=job_class, resumed=is_cron_process_resumed(),
                      attempt=attempt, attempts=attempts, record_extra=record_extra, output_tail=tail)
         try:
-            with holding_proof(get_data_dir(), run.run_id):  # before any record names this process
+            with holding_proof(_writable_data_dir(run), run.run_id):  # before any record names this process
                 code = _run(pm, spec, job_class, run, policy)
         finally:
             tail.close()

@@ -325,3 +325,24 @@ def test_a_misspelled_job_name_is_one_line_with_a_suggestion(project):
         line = _one_error_line(project.run("cron_worker", action, "Slep"))
         assert line == "Error: unknown cron job 'Slep' (did you mean 'Sleep'?)", (action, line)
     assert _rows(project.run("cron_worker", "status", "Sleep")) == []  # known, nothing running: no error
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount of the data dir needs root")
+def test_a_worker_started_while_its_data_dir_is_read_only_waits_for_it_and_runs(project):
+    """A scheduled run started in a read-only spell exited 2 after its tick consumed its fire (the daemon soak)."""
+    import subprocess
+    import time
+
+    project.configure(CRONMAN_STORE_WAIT=10)
+    data = str(project.data_dir)
+    subprocess.run(["mount", "--bind", data, data], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", data], check=True)
+        worker = project.popen("cron_worker", "run", "Sleep:0,tag=after-ro")
+        time.sleep(2.0)
+    finally:
+        subprocess.run(["umount", "--lazy", data], check=True)
+    _out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "the data dir cannot be used" in err and "is not writable" in err
+    assert [m["tag"] for m in _marks(project, "Sleep")] == ["after-ro"]

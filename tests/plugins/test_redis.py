@@ -428,7 +428,7 @@ def test_a_worker_that_cannot_reach_its_lock_backend_runs_nothing(tmp_path: Path
     result = host.run("cron_worker", "run", "Sleep:0,tag=never")
     assert result.returncode == 3, result.stderr
     assert time.monotonic() - started >= 1.0  # it tried again for CRONMAN_STORE_WAIT
-    assert "Sleep:0,tag=never: the lock store cannot be reached (Redis at 127.0.0.1:" in result.stderr
+    assert "Sleep:0,tag=never: the lock store cannot be used (Redis at 127.0.0.1:" in result.stderr
     assert "Sleep:0,tag=never: cannot take lock 'Sleep' (Redis at 127.0.0.1:" in result.stderr
     assert host.read_marks() == []
 
@@ -442,7 +442,7 @@ def test_a_worker_starting_while_redis_restarts_waits_for_it_and_runs(tmp_path: 
         server.start()  # on the same port, empty
         _out, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
-    assert "the lock store cannot be reached" in err and "trying again for 10 s" in err
+    assert "the lock store cannot be used" in err and "trying again for 10 s" in err
     assert [(m["tag"], m["event"]) for m in host.read_marks()] == [("after-restart", "start"), ("after-restart", "end")]
 
 

@@ -198,6 +198,14 @@ class WhereAmI(BaseCronJob):
 cron_job_registry.register(WhereAmI)
 
 
+def _fire() -> list[int] | None:
+    """The scheduled fires this run covers, ``[first, count]`` (the soak's ledger counts runs by them)."""
+    from cronman_core.spawners import SCHEDULED_FIRE_ENV, ScheduledFire
+
+    fire = ScheduledFire.decode(os.environ.get(SCHEDULED_FIRE_ENV))
+    return None if fire is None else [fire.first, fire.count]
+
+
 class SoakRun(BaseCronJob):
     """A soak entry's run (tests/soak): marks its entry and fencing token; one run per entry at a time."""
 
@@ -205,7 +213,8 @@ class SoakRun(BaseCronJob):
     can_resume = True  # resumable: cron_worker resume may restart one the chaos killed
 
     def run(self, entry):
-        _mark("SoakRun", {"event": "enter", "entry": entry, "token": self.context.fencing_token, "t": time.time()})
+        _mark("SoakRun", {"event": "enter", "entry": entry, "token": self.context.fencing_token, "t": time.time(),
+                          "fire": _fire()})
 
 
 class SoakLocked(BaseCronJob):
@@ -214,7 +223,7 @@ class SoakLocked(BaseCronJob):
     def run(self, entry, seconds="2"):
         name = type(self).__name__
         token = self.context.fencing_token
-        _mark(name, {"event": "enter", "entry": entry, "token": token, "t": time.time()})
+        _mark(name, {"event": "enter", "entry": entry, "token": token, "t": time.time(), "fire": _fire()})
         deadline = time.monotonic() + float(seconds)
         while time.monotonic() < deadline:
             _mark(name, {"event": "tick", "entry": entry, "token": token, "t": time.time()})
@@ -228,7 +237,7 @@ class SoakFail(BaseCronJob):
     lock_type = LockType.PARAMS
 
     def run(self, entry):
-        _mark("SoakFail", {"event": "enter", "entry": entry, "t": time.time()})
+        _mark("SoakFail", {"event": "enter", "entry": entry, "t": time.time(), "fire": _fire()})
         raise RuntimeError(f"{entry} fails, as it always does")
 
 
@@ -238,7 +247,7 @@ class SoakSlow(BaseCronJob):
     lock_type = LockType.PARAMS
 
     def run(self, entry, seconds="30"):
-        _mark("SoakSlow", {"event": "enter", "entry": entry, "t": time.time()})
+        _mark("SoakSlow", {"event": "enter", "entry": entry, "t": time.time(), "fire": _fire()})
         time.sleep(float(seconds))
 
 
@@ -248,7 +257,8 @@ class SoakFlaky(BaseCronJob):
     lock_type = LockType.PARAMS
 
     def run(self, entry):
-        _mark("SoakFlaky", {"event": "enter", "entry": entry, "attempt": self.context.attempt, "t": time.time()})
+        _mark("SoakFlaky", {"event": "enter", "entry": entry, "attempt": self.context.attempt, "t": time.time(),
+                            "fire": _fire()})
         if self.context.attempt == 1:
             raise RuntimeError(f"{entry}: the first attempt fails")
 
