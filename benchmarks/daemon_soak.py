@@ -44,7 +44,8 @@ def main() -> None:
     configs = ([tuple(c.split("/", 1)) for c in args.config] if args.config
                else [(s, b) for s in SPAWNERS for b in BACKENDS])
     with tempfile.TemporaryDirectory(prefix="cronman-daemon-soak-") as base:
-        reports = run_all(Path(base), configs, args.minutes, args.entries, args.seed, (6.0, 14.0))
+        reports = run_all(Path(base), configs, args.minutes, args.entries, args.seed, (6.0, 14.0),
+                          artifacts=REPO / "test-artifacts" / "daemon-soak-long")
     for report in reports:
         print(report.summary(), flush=True)
     faults: Counter[str] = Counter()
