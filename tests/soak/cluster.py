@@ -344,6 +344,7 @@ def ledger(hosts: list[Host], jobs: tuple[tuple[str, str], ...], first: float, l
     started: Counter[str] = Counter()
     missed: dict[tuple[str, float], str] = {}
     entered: Counter[str] = Counter()
+    ran: dict[tuple[str, float], int] = defaultdict(int)
     for host in hosts:
         for match in _STARTED.finditer(host.log.read_text()):
             spec, newest, earlier, oldest = match.groups()
@@ -357,13 +358,16 @@ def ledger(hosts: list[Host], jobs: tuple[tuple[str, str], ...], first: float, l
                     missed[(mark["spec"], mark["first"] + 60 * k)] = mark["reason"]
             elif mark.get("event") == "enter":
                 entered[_spec_of(mark)] += 1
+                if mark.get("fire"):  # the fires the worker's run covers: also seen when its log line is not
+                    for k in range(mark["fire"][1]):
+                        ran[(_spec_of(mark), float(mark["fire"][0] + 60 * k))] += 1
     for _time_spec, spec in jobs:
         for slot in range(int(first), int(last) + 1, 60):
             key = (spec, float(slot))
             report.slots += 1
-            if covered[key] > 1:
+            if covered[key] > 1 or ran[key] > 1:
                 report.duplicated.append(key)
-            elif covered[key] == 1:
+            elif covered[key] == 1 or ran[key] == 1:  # a scheduler SIGKILLed after a spawn logs no line for it
                 report.ran += 1
             elif key in missed:
                 report.missed[missed[key]] += 1
