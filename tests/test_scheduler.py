@@ -22,6 +22,7 @@ from cronman_core.scheduler import tick
 from cronman_core.scheduler.daemon import run_daemon
 from cronman_core.scheduler.decide import MAX_CLOCK_BEHIND, claim_key, decide
 from cronman_core.scheduler.tick import Scheduler
+from cronman_core.spawners import SCHEDULED_FIRE_ENV
 from tests.support.schedule import ScheduleSource
 
 UTC = dt.UTC
@@ -640,3 +641,40 @@ def test_a_claim_whose_tick_died_before_the_spawn_lapses_and_is_retried(data_dir
     time.sleep(0.4)
     backend = cronman_plugins.pidfile.PidfileBackend(data_dir)
     assert not backend.claim(claim_key(entry("* * * * *", "Noop"), int(at(10, 0))), 60, "other")
+
+
+def test_a_first_tick_that_cannot_store_its_state_loses_no_later_fire(data_dir, settings, monkeypatch) -> None:
+    # The daemon soak's case: the first tick's spawns ran, then its data dir was full (no watermark stored);
+    # a tick two minutes later must still run the minute in between, not start over from its own minute.
+    from cronman_core.scheduler.state import SchedulerState
+
+    pm = _pidfile_manager(settings, data_dir, [("* * * * *", "Noop")])
+    clock = _FakeClock(at(10, 0, 30))
+    spawned: list[tuple[float, str]] = []
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: spawned.append(
+        (clock.now, json.loads(run["env"][SCHEDULED_FIRE_ENV])["first"])))
+    real_write = SchedulerState.write_watermark
+    full = {"on": True}
+
+    def write_watermark(self, *args, **kwargs):
+        if full["on"]:
+            raise OSError(28, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchedulerState, "write_watermark", write_watermark)
+    scheduler = Scheduler(pm=pm, clock=clock)
+    with pytest.raises(OSError):
+        scheduler.tick()  # 10:00 spawned, then the end of the tick fails
+    clock.now = at(10, 1, 5)
+    with pytest.raises(OSError):
+        scheduler.tick()  # still full: 10:01 spawned from the watermark kept in memory
+    full["on"] = False
+    clock.now = at(10, 3, 0)
+    scheduler.tick()  # 10:02 and 10:03: one run, nothing lost
+    assert [(when, first) for when, first in spawned] == [
+        (at(10, 0, 30), at(10, 0)), (at(10, 1, 5), at(10, 1)), (at(10, 3), at(10, 2))]
+    assert SchedulerState(data_dir).read_watermark().value == at(10, 3)
+    # stored once: a later tick of a restarted scheduler goes on from there
+    clock.now = at(10, 4, 1)
+    Scheduler(pm=pm, clock=clock).tick()
+    assert spawned[-1] == (at(10, 4, 1), at(10, 4))

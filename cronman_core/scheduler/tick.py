@@ -112,6 +112,8 @@ class Scheduler:
         self.control = HostControl(self.switch)
         self.zone_name = conf.time_zone_name()
         self.tz = get_zone(self.zone_name)
+        #: The first watermark while it cannot be stored (see :meth:`_first_watermark`).
+        self._start: float | None = None
 
     def tick(self) -> TickResult:
         """One tick at the clock's now; tick hooks see it before the decision."""
@@ -146,6 +148,8 @@ class Scheduler:
     def _tick(self, result: TickResult) -> None:
         now = result.now
         stored = self.state.read_watermark()
+        if stored.value is None:
+            stored = self._first_watermark(now, stored)
         cache, as_of = self.state.read_cache(self.zone_name)
         decision = decide(
             self.pm.schedule(),
@@ -200,6 +204,27 @@ class Scheduler:
             self.state.write_cache(self.zone_name, decision.watermark, decision.next_fires)
         if watermark != stored.value or pruned_at:
             self.state.write_watermark(watermark, pruned_at, reset=decision.reset)
+
+    def _first_watermark(self, now: float, stored: Watermark) -> Watermark:
+        """No watermark stored (a first run, or one set aside): start one minute before the first tick that
+        found none, and store that before any claim.
+
+        Otherwise a first tick that failed before its end (a full or read-only
+        data dir) would leave no watermark, and a later tick would start one
+        minute before *its* now: the fires in between would be neither run nor
+        reported missed. A store that fails is logged; the value is kept in
+        memory, and every tick tries again until one succeeds.
+        """
+        start = now - 60.0 if self._start is None else self._start
+        try:
+            self.state.write_watermark(start, None)
+        except OSError as exc:
+            logger.warning("cannot store the scheduler's first watermark (%s): ticking on from %s, kept in memory",
+                           exc, _fmt(start, self.tz))
+            self._start = start
+        else:
+            self._start = None  # stored: a watermark removed later by hand starts over from its tick
+        return Watermark(start, stored.pruned_at)
 
     def _resume_requested_workers(self) -> None:
         """Resume suspended workers if ``enable --workers`` asked for it."""
