@@ -51,6 +51,9 @@ echo "(the scheduler's watermark, its last tick, is set 5 minutes back)"
 shell "import time; from cronman_core.scheduler.tick import Scheduler
 Scheduler().state.write_watermark(time.time() - 300, None, reset=True)"
 manage cron_scheduler run
+for _ in $(seq 100); do  # until those runs ended: RunCronTasks among them would start step 10's request itself
+  "$PY" manage.py cron_worker status 2>/dev/null | grep -q ALIVE || break; sleep 0.2
+done
 echo "(HelloWorld:world is due every minute: one run covers the missed fires, within CRONMAN_MISFIRE_GRACE; each"
 echo " 'started' line names the fire it runs for and how late it started)"
 
