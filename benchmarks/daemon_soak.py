@@ -62,8 +62,7 @@ def main() -> None:
     print(f"| all | {total} | {sum(r.ran for r in reports)} | {sum(sum(r.missed.values()) for r in reports)} | "
           f"{sum(len(r.duplicated) for r in reports)} | {sum(len(r.unexplained) for r in reports)} | "
           f"{sum(faults.values())} |")
-    args.out.write_text(json.dumps([{k: (dict(v) if isinstance(v, Counter) else v) for k, v in r.__dict__.items()}
-                                    for r in reports], indent=2, default=str))
+    args.out.write_text(json.dumps([r.as_json() for r in reports], indent=2, default=str))
     sys.exit(0 if all(r.clean for r in reports) else 1)
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import psutil
 
 from cronman_core.testing import CronmanProject
+from tests.soak.ledger import Ledger, Tally
 from tests.support import cluster
 from tests.support.cluster import MARIADB
 from tests.support.redis_server import RedisServer
@@ -61,23 +62,15 @@ def schedule(entries: int = 50) -> tuple[tuple[str, str], ...]:
 
 
 @dataclass
-class Report:
+class Report(Tally):
     """What the ledger found."""
 
     backend: str
-    slots: int = 0
-    ran: int = 0
-    missed: Counter[str] = field(default_factory=Counter)
-    duplicated: list[tuple[str, float]] = field(default_factory=list)
-    unexplained: list[tuple[str, float]] = field(default_factory=list)
-    faults: Counter[str] = field(default_factory=Counter)
     runs_without_start_line: Counter[str] = field(default_factory=Counter)
     lock_skips: int = 0
     lost_lock_exits: int = 0
     #: Work of a CLASS-locked run after a run with a greater token began: (job, its token, seconds after).
     stale_writes: list[tuple[str, int, float]] = field(default_factory=list)
-    locks_left: list[str] = field(default_factory=list)
-    processes_left: list[int] = field(default_factory=list)
 
     @property
     def stale_for(self) -> float:
@@ -85,12 +78,9 @@ class Report:
         return max((late for _job, _token, late in self.stale_writes), default=0.0)
 
     def summary(self) -> str:
-        return (f"{self.backend}: {self.slots} slots, {self.ran} ran once, {sum(self.missed.values())} missed "
-                f"({dict(self.missed)}), {len(self.duplicated)} duplicated, {len(self.unexplained)} unexplained; "
-                f"faults {dict(self.faults)}; {self.lock_skips} lock skips, {self.lost_lock_exits} lost-lock "
+        return (f"{self.backend}: {self.tally()}; {self.lock_skips} lock skips, {self.lost_lock_exits} lost-lock "
                 f"stops, {len(self.stale_writes)} stale locked writes (at most {self.stale_for:.2f} s late), "
-                f"{len(self.locks_left)} locks left, "
-                f"{len(self.processes_left)} processes left")
+                f"{len(self.locks_left)} locks left, {len(self.processes_left)} processes left")
 
 
 # -- the shared store ---------------------------------------------------------------------------
@@ -339,12 +329,15 @@ def _when(text: str) -> float:
 
 
 def ledger(hosts: list[Host], jobs: tuple[tuple[str, str], ...], first: float, last: float, report: Report) -> None:
-    """Every slot of every entry from ``first`` to ``last`` (whole minutes): once, or missed with a reason."""
+    """Every slot of every entry from ``first`` to ``last`` (whole minutes): once, or missed with a reason.
+
+    A run counts from its scheduler's ``started`` line as well as from its
+    worker's mark (``tests/soak/ledger.py``): two runs of one slot show in
+    either.
+    """
     covered: dict[tuple[str, float], int] = defaultdict(int)
     started: Counter[str] = Counter()
-    missed: dict[tuple[str, float], str] = {}
-    entered: Counter[str] = Counter()
-    ran: dict[tuple[str, float], int] = defaultdict(int)
+    account = Ledger(jobs, _spec_of)
     for host in hosts:
         for match in _STARTED.finditer(host.log.read_text()):
             spec, newest, earlier, oldest = match.groups()
@@ -352,28 +345,9 @@ def ledger(hosts: list[Host], jobs: tuple[tuple[str, str], ...], first: float, l
             for slot in range(int(start), int(_when(newest)) + 1, 60):
                 covered[(spec, float(slot))] += 1
             started[spec] += 1
-        for mark in host.project.read_marks():
-            if mark.get("event") == "missed":
-                for k in range(mark["count"]):
-                    missed[(mark["spec"], mark["first"] + 60 * k)] = mark["reason"]
-            elif mark.get("event") == "enter":
-                entered[_spec_of(mark)] += 1
-                if mark.get("fire"):  # the fires the worker's run covers: also seen when its log line is not
-                    for k in range(mark["fire"][1]):
-                        ran[(_spec_of(mark), float(mark["fire"][0] + 60 * k))] += 1
-    for _time_spec, spec in jobs:
-        for slot in range(int(first), int(last) + 1, 60):
-            key = (spec, float(slot))
-            report.slots += 1
-            if covered[key] > 1 or ran[key] > 1:
-                report.duplicated.append(key)
-            elif covered[key] == 1 or ran[key] == 1:  # a scheduler SIGKILLed after a spawn logs no line for it
-                report.ran += 1
-            elif key in missed:
-                report.missed[missed[key]] += 1
-            else:
-                report.unexplained.append(key)
-    for spec, count in entered.items():
+        account.read(host.project.read_marks())
+    account.settle(first, last, report, also_ran=covered)
+    for spec, count in account.entered.items():
         if count > started[spec]:
             report.runs_without_start_line[spec] = count - started[spec]
 
@@ -453,5 +427,4 @@ def run_soak(base: Path, backend: str, minutes: int, seed: int = 0, entries: int
 
 
 def write_report(report: Report, path: Path) -> None:
-    data = {k: (dict(v) if isinstance(v, Counter) else v) for k, v in report.__dict__.items()}
-    path.write_text(json.dumps(data, indent=2, default=str))
+    path.write_text(json.dumps(report.as_json(), indent=2, default=str))

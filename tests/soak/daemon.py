@@ -26,7 +26,6 @@ Used by ``tests/soak/test_daemon_soak.py`` (short, in CI) and
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import math
 import os
@@ -36,15 +35,15 @@ import signal
 import subprocess
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from cronman_core.cronexpr import parse_cron
 from tests.soak.cluster import CLAIM_PENDING, Host, Store, _leftover_processes, _locked_workers, shared_store
+from tests.soak.ledger import Ledger, Tally
 
 SPAWNERS = ("local", "prefork")
 BACKENDS = ("pidfile", "redis", "database")
@@ -68,32 +67,20 @@ def schedule(entries: int = 200) -> tuple[tuple[Any, ...], ...]:
 
 
 @dataclass
-class Report:
+class Report(Tally):
     """What the ledger found for one configuration."""
 
     config: str
     entries: int = 0
-    slots: int = 0
-    ran: int = 0
-    missed: Counter[str] = field(default_factory=Counter)
-    duplicated: list[tuple[str, float]] = field(default_factory=list)
-    unexplained: list[tuple[str, float]] = field(default_factory=list)
-    faults: Counter[str] = field(default_factory=Counter)
+    #: Runs that entered ``run()``, by job class.
     outcomes: Counter[str] = field(default_factory=Counter)
-    locks_left: list[str] = field(default_factory=list)
-    processes_left: list[int] = field(default_factory=list)
     zombies_left: int = 0
     tracebacks: int = 0
     #: Times the daemon exited by itself (a read-only or full data dir at its start) and was started again.
     restarts: int = 0
-    #: Slots whose one started run ran nothing (``cronman_job_skipped``), by reason.
-    not_run: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
-        return (f"{self.config}: {self.entries} entries, {self.slots} slots, {self.ran} ran once, "
-                f"{sum(self.not_run.values())} started a run that ran nothing ({dict(self.not_run)}), "
-                f"{sum(self.missed.values())} missed ({dict(self.missed)}), {len(self.duplicated)} duplicated, "
-                f"{len(self.unexplained)} unexplained; faults {dict(self.faults)}; workers {dict(self.outcomes)}; "
+        return (f"{self.config}: {self.entries} entries, {self.tally()}; workers {dict(self.outcomes)}; "
                 f"{len(self.locks_left)} locks left, {len(self.processes_left)} processes left, "
                 f"{self.zombies_left} zombies left, {self.tracebacks} scheduler tracebacks, "
                 f"{self.restarts} supervisor restarts")
@@ -254,54 +241,14 @@ def chaos(host: Host, store: Store, rng: random.Random, until: float, report: Re
 
 
 def ledger(host: Host, jobs: tuple[tuple[Any, ...], ...], first: float, last: float, report: Report) -> None:
-    """Every fire of every entry in ``[first, last]``: ran once, started a run that ran nothing, or missed.
-
-    Runs are counted from the workers' own marks (each names the fires it
-    covers, from its environment), not from the scheduler's log: a scheduler
-    SIGKILLed between a spawn and its log line leaves a run without a line.
-    """
-    expressions = {job[1]: parse_cron(job[0]) for job in jobs}
-    ran: dict[tuple[str, float], int] = defaultdict(int)
-    missed: dict[tuple[str, float], str] = {}
-    not_run: dict[tuple[str, float], list[str]] = defaultdict(list)
+    """Every fire of every entry in ``[first, last]``: ran once, started a run that ran nothing, or missed
+    (``tests/soak/ledger.py``)."""
     report.tracebacks = host.log.read_text().count("Traceback (most recent call last)")
-
-    def slots(spec: str, start: float, count: int) -> list[float]:
-        found, slot = [], start
-        for _ in range(count):
-            found.append(slot)
-            slot = float(expressions[spec].next_fire(slot, dt.UTC) or math.inf)
-        return found
-
-    for mark in host.project.read_marks():
-        event = mark.get("event")
-        if event in ("missed", "not run") and mark["spec"] in expressions:
-            for slot in slots(mark["spec"], float(mark["first"]), mark["count"]):
-                if event == "missed":
-                    missed[(mark["spec"], slot)] = mark["reason"]
-                else:
-                    not_run[(mark["spec"], slot)].append(mark["reason"])
-        elif event == "enter":
-            report.outcomes[mark["job"].rstrip("0123456789")] += 1
-            spec = _spec(mark)
-            if mark.get("attempt", 1) == 1 and mark.get("fire") and spec in expressions:  # a retry: the same run
-                for slot in slots(spec, float(mark["fire"][0]), mark["fire"][1]):
-                    ran[(spec, slot)] += 1
+    account = Ledger(jobs, _spec)
+    account.read(host.project.read_marks())
     report.entries = len(jobs)
-    for _time_spec, spec, *_options in jobs:
-        for slot in expressions[spec].fires_between(first - 1, last, dt.UTC):
-            key = (spec, float(slot))
-            report.slots += 1
-            if ran[key] > 1:
-                report.duplicated.append(key)
-            elif ran[key] == 1:
-                report.ran += 1
-            elif not_run[key]:
-                report.not_run[not_run[key][-1]] += 1
-            elif key in missed:
-                report.missed[missed[key]] += 1
-            else:
-                report.unexplained.append(key)
+    report.outcomes = Counter(spec.split(":")[0].rstrip("0123456789") for spec in account.entered.elements())
+    account.settle(first, last, report)
 
 
 def _spec(mark: dict[str, Any]) -> str:
