@@ -49,6 +49,8 @@ class ScheduledFire:
             return None
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}")
             fire = data.get("fire")
             return cls(int(data["first"]), int(data["count"]), str(data["key"]), float(data["expires"]),
                        None if fire is None else int(fire))

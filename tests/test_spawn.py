@@ -6,6 +6,7 @@ import pytest
 
 from cronman_core.errors import UsageError
 from cronman_core.spawn import build_worker_command
+from cronman_core.spawners import ScheduledFire
 from tests.testapp.cron_jobs import Echo
 
 
@@ -31,3 +32,14 @@ def test_build_worker_command_refuses_bad_specs(spec, fragment):
 def test_a_requested_runs_environment_reaches_its_worker_only():
     assert build_worker_command("Echo", env={"REQUEST_MARK": "7"}).env["REQUEST_MARK"] == "7"
     assert "REQUEST_MARK" not in build_worker_command("Echo").env
+
+
+@pytest.mark.parametrize("text", ["0", "[1, 2]", '"x"', "null", "{}", '{"first": "a", "count": 1}', "{", ""])
+def test_a_scheduled_fire_that_is_not_one_is_none(text):
+    # found by tests/fuzz/atheris_fuzz.py: a JSON value that is no object raised AttributeError in every reader
+    assert ScheduledFire.decode(text) is None
+
+
+def test_a_scheduled_fire_round_trips():
+    fire = ScheduledFire(60, 2, "fire-x-60", 300.5, 120)
+    assert ScheduledFire.decode(fire.encode()) == fire
