@@ -10,7 +10,7 @@ redis-server and the local PostgreSQL. Prints one summary line per
 configuration, a table for docs/reliability.md, and writes the reports as JSON.
 
     .venv/bin/python benchmarks/daemon_soak.py --minutes 20 --entries 200 \\
-        --config prefork/pidfile --config prefork/redis --config prefork/database
+        --config prefork/pidfile --config prefork/redis --config prefork/database --config local/pidfile
 """
 
 from __future__ import annotations
@@ -51,19 +51,25 @@ def main() -> None:
     faults: Counter[str] = Counter()
     for report in reports:
         faults.update(report.faults)
-    print("\n| configuration | slots | ran once | missed (reasons) | duplicated | unexplained | faults |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| configuration | slots | ran once | ran nothing (reason) | missed (reason) | duplicated | unexplained "
+          "| faults |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in reports:
-        reasons = ", ".join(f"{n} {reason}" for reason, n in r.missed.most_common()) or "-"
         injected = ", ".join(f"{n} {kind}" for kind, n in sorted(r.faults.items()))
-        print(f"| {r.config} | {r.slots} | {r.ran} | {sum(r.missed.values())} ({reasons}) | {len(r.duplicated)} "
-              f"| {len(r.unexplained)} | {injected} |")
+        print(f"| {r.config} | {r.slots} | {r.ran} | {_reasons(r.not_run)} | {_reasons(r.missed)} "
+              f"| {len(r.duplicated)} | {len(r.unexplained)} | {injected} |")
     total = sum(r.slots for r in reports)
-    print(f"| all | {total} | {sum(r.ran for r in reports)} | {sum(sum(r.missed.values()) for r in reports)} | "
-          f"{sum(len(r.duplicated) for r in reports)} | {sum(len(r.unexplained) for r in reports)} | "
-          f"{sum(faults.values())} |")
+    print(f"| all | {total} | {sum(r.ran for r in reports)} | {sum(sum(r.not_run.values()) for r in reports)} "
+          f"| {sum(sum(r.missed.values()) for r in reports)} | {sum(len(r.duplicated) for r in reports)} "
+          f"| {sum(len(r.unexplained) for r in reports)} | {sum(faults.values())} |")
     args.out.write_text(json.dumps([r.as_json() for r in reports], indent=2, default=str))
     sys.exit(0 if all(r.clean for r in reports) else 1)
+
+
+def _reasons(counts: Counter[str]) -> str:
+    """``N (n1 reason1, n2 reason2)``, or ``0``."""
+    total = sum(counts.values())
+    return f"{total} ({', '.join(f'{n} {reason}' for reason, n in counts.most_common())})" if total else "0"
 
 
 if __name__ == "__main__":
