@@ -678,3 +678,29 @@ def test_a_first_tick_that_cannot_store_its_state_loses_no_later_fire(data_dir, 
     clock.now = at(10, 4, 1)
     Scheduler(pm=pm, clock=clock).tick()
     assert spawned[-1] == (at(10, 4, 1), at(10, 4))
+
+
+def test_a_stopping_daemon_starts_no_further_due_run_and_the_next_start_runs_them(
+        data_dir, settings, monkeypatch) -> None:
+    # SIGTERM during a long tick (200 entries, a loaded host): the daemon stops after the spawn under way, and
+    # the fires it did not start run at the next start, once each.
+    jobs = [("* * * * *", f"Hello:e{i}") for i in range(6)]
+    pm = _pidfile_manager(settings, data_dir, jobs)
+    clock = _FakeClock(at(10, 0, 30))
+    stop = threading.Event()
+    spawned: list[tuple[str, float]] = []
+
+    def spawn(spec: str, **run: object) -> None:
+        spawned.append((spec, clock.now))
+        if len(spawned) == 2:
+            stop.set()  # as the SIGTERM handler does, mid-tick
+
+    monkeypatch.setattr(tick, "spawn_job", spawn)
+    run_daemon(Scheduler(pm=pm, clock=clock), stop)
+    assert [spec for spec, _ in spawned] == ["Hello:e0", "Hello:e1"]
+    clock.now = at(10, 0, 50)
+    Scheduler(pm=pm, clock=clock).tick()  # the restarted daemon's first tick
+    assert sorted(spec for spec, _ in spawned) == [f"Hello:e{i}" for i in range(6)]
+    clock.now = at(10, 1, 0)
+    Scheduler(pm=pm, clock=clock).tick()
+    assert len(spawned) == 12  # 10:01 once each; 10:00 not again

@@ -35,7 +35,10 @@ def run_daemon(
     step in either direction is noticed within a second; the watermark and
     the claims make a stepped clock neither repeat nor lose a fire. An
     exception in a tick is reported and the loop goes on; database
-    connections are closed between ticks. ``reload`` (SIGHUP) has the
+    connections are closed between ticks. Once ``stop`` is set, a tick under
+    way starts no further due run (they are the next tick's, after a
+    restart), so a stop waits for one spawn, not for a 200-entry tick on a
+    loaded host past systemd's stop timeout. ``reload`` (SIGHUP) has the
     schedule's sources read anew (``CRON_JOBS`` re-imported) and the spawner
     get ready anew within a second; the spawner does so at start too, and
     lets go at the end. Every ``CRONMAN_SCHEDULE_POLL_INTERVAL`` seconds the
@@ -44,6 +47,7 @@ def run_daemon(
     """
     stop = stop or threading.Event()
     reload = reload or threading.Event()
+    scheduler.stopping = stop.is_set  # a tick under way starts no more runs once stop is set
     _guarded(scheduler, scheduler.reload)
     try:
         _loop(scheduler, stop, reload)

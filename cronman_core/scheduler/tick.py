@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -87,6 +88,10 @@ class TickResult:
         return self.decision.wake_at
 
 
+def _never() -> bool:
+    return False
+
+
 def _aware(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC)
 
@@ -112,6 +117,9 @@ class Scheduler:
         self.control = HostControl(self.switch)
         self.zone_name = conf.time_zone_name()
         self.tz = get_zone(self.zone_name)
+        #: Whether this process is stopping (the daemon sets it: SIGTERM): a tick then starts no more due runs
+        #: and keeps its watermark before them, so that stopping takes one spawn, not a whole tick's.
+        self.stopping: Callable[[], bool] = _never
         #: The first watermark while it cannot be stored (see :meth:`_first_watermark`).
         self._start: float | None = None
 
@@ -276,7 +284,12 @@ class Scheduler:
         except CronmanError as exc:  # pauses are a convenience: the schedule runs on without them
             logger.error("cannot read the paused jobs (%s): starting due runs as if none were paused", exc)
             paused = {}
-        for run in due:
+        for index, run in enumerate(due):
+            if self.stopping():
+                logger.info("stopping: %d due run(s) not started, left to the next tick", len(due) - index)
+                for left in due[index:]:
+                    result.retry_before(left.slots[0])
+                break
             pause = paused.get(job_name(run.entry.job_spec))
             if pause is not None:
                 logger.info("not starting %s: %s", run.entry.job_spec, pause.describe())

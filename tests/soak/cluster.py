@@ -52,6 +52,8 @@ TTL = 3.0
 CLAIM_PENDING = 20.0
 HOSTS = ("host-a", "host-b", "host-c")
 LOCKED = 5
+#: A daemon not gone this long after its SIGTERM is stuck: a failure of the soak (its stacks are logged).
+STOP_WAIT = 90.0
 #: A CLASS-locked run works this long: most of each minute, so the chaos finds one to pause.
 LOCKED_SECONDS = 45
 
@@ -80,7 +82,7 @@ class Report(Tally):
     def summary(self) -> str:
         return (f"{self.backend}: {self.tally()}; {self.lock_skips} lock skips, {self.lost_lock_exits} lost-lock "
                 f"stops, {len(self.stale_writes)} stale locked writes (at most {self.stale_for:.2f} s late), "
-                f"{len(self.locks_left)} locks left, {len(self.processes_left)} processes left")
+                f"{self.left()}")
 
 
 # -- the shared store ---------------------------------------------------------------------------
@@ -259,17 +261,32 @@ class Host:
 
     def start(self) -> None:
         with open(self.log, "a") as log:
-            self.daemon = self.project.popen("cron_scheduler", "daemon", stdout=log, stderr=subprocess.STDOUT)
+            # PYTHONFAULTHANDLER: a SIGABRT (see stop) writes every thread's stack into the log
+            self.daemon = self.project.popen("cron_scheduler", "daemon", stdout=log, stderr=subprocess.STDOUT,
+                                             env={"PYTHONFAULTHANDLER": "1"})
 
     def kill(self) -> None:
         assert self.daemon is not None
         self.daemon.kill()
         self.daemon.wait()
 
-    def stop(self) -> None:
-        if self.daemon is not None and self.daemon.poll() is None:
-            self.daemon.terminate()
-            self.daemon.wait(timeout=90)
+    def stop(self) -> bool:
+        """SIGTERM, as systemd stops it. False if it did not exit within :data:`STOP_WAIT`: its threads' stacks
+        then go to its log (SIGABRT), and it is SIGKILLed."""
+        if self.daemon is None or self.daemon.poll() is not None:
+            return True
+        self.daemon.terminate()
+        try:
+            self.daemon.wait(timeout=STOP_WAIT)
+            return True
+        except subprocess.TimeoutExpired:
+            self.daemon.send_signal(signal.SIGABRT)
+            try:
+                self.daemon.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+            return False
 
 
 def _locked_workers(hosts: list[Host]) -> list[int]:
@@ -409,8 +426,7 @@ def run_soak(base: Path, backend: str, minutes: int, seed: int = 0, entries: int
             _chaos(hosts, store, rng, last - CLAIM_PENDING - 10, report)
             time.sleep(max(0.0, stop_at - time.time()))
         finally:
-            for host in hosts:
-                host.stop()
+            report.daemons_stuck = sum(not host.stop() for host in hosts)
         deadline = time.monotonic() + 60
         while _leftover_processes(base) and time.monotonic() < deadline:
             time.sleep(0.5)

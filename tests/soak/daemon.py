@@ -81,14 +81,13 @@ class Report(Tally):
 
     def summary(self) -> str:
         return (f"{self.config}: {self.entries} entries, {self.tally()}; workers {dict(self.outcomes)}; "
-                f"{len(self.locks_left)} locks left, {len(self.processes_left)} processes left, "
-                f"{self.zombies_left} zombies left, {self.tracebacks} scheduler tracebacks, "
+                f"{self.left()}, {self.zombies_left} zombies left, {self.tracebacks} scheduler tracebacks, "
                 f"{self.restarts} supervisor restarts")
 
     @property
     def clean(self) -> bool:
         return not (self.duplicated or self.unexplained or self.locks_left or self.processes_left
-                    or self.zombies_left or self.tracebacks)
+                    or self.zombies_left or self.tracebacks or self.daemons_stuck)
 
 
 class PidfileStore(Store):
@@ -297,7 +296,7 @@ def run_daemon_soak(base: Path, spawner: str, backend: str, minutes: int, entrie
             finally:
                 supervisor.stopping.set()
                 with supervisor.lock:
-                    host.stop()
+                    report.daemons_stuck = int(not host.stop())
             deadline = time.monotonic() + 60
             while _leftover_processes(base) and time.monotonic() < deadline:
                 time.sleep(0.5)

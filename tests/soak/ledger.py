@@ -38,6 +38,8 @@ class Tally:
     faults: Counter[str] = field(default_factory=Counter)
     locks_left: list[str] = field(default_factory=list)
     processes_left: list[int] = field(default_factory=list)
+    #: Scheduler daemons that did not exit on SIGTERM (their stacks are in their logs).
+    daemons_stuck: int = 0
 
     def tally(self) -> str:
         """The slots' outcomes and the faults, in words (each soak's summary starts with this)."""
@@ -45,6 +47,11 @@ class Tally:
                 f"{sum(self.not_run.values())} started a run that ran nothing ({dict(self.not_run)}), "
                 f"{sum(self.missed.values())} missed ({dict(self.missed)}), {len(self.duplicated)} duplicated, "
                 f"{len(self.unexplained)} unexplained; faults {dict(self.faults)}")
+
+    def left(self) -> str:
+        """What the soak left behind, in words."""
+        return (f"{len(self.locks_left)} locks left, {len(self.processes_left)} processes left, "
+                f"{self.daemons_stuck} daemons stuck on SIGTERM")
 
     def as_json(self) -> dict[str, Any]:
         return {k: (dict(v) if isinstance(v, Counter) else v) for k, v in self.__dict__.items()}

@@ -50,4 +50,5 @@ def _check(backend: str, report) -> None:
             assert report.stale_for <= TTL, report.stale_writes
     assert report.locks_left == []
     assert report.processes_left == []
+    assert report.daemons_stuck == 0  # every daemon exits on SIGTERM
     assert sum(report.faults.values()) >= 2  # a SIGSTOP lasts up to 20 s: a short window may hold only two
