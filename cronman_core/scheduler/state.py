@@ -112,17 +112,26 @@ class SchedulerState:
                 "starting over as on a first run (older fires are not caught up)")
         return Watermark(None, float(pruned))
 
-    def read_epoch(self) -> str | None:
-        """The lock store's epoch this host saw last (None: never, or unreadable and set aside)."""
+    def read_epoch(self) -> tuple[str | None, float | None]:
+        """The lock store's epoch this host saw last (None: never, or unreadable and set aside), and, if this
+        host saw it replace an older one (the store lost its data), the instant before which claims are gone."""
         raw = read_state(self.epoch_path, 256)
         try:
             text = raw.decode("ascii").strip() if raw is not None else ""
         except UnicodeDecodeError:
             text = ""
-        return text if text.isprintable() and text else None
+        epoch, _, lost = text.partition(" ")
+        if not (epoch.isprintable() and epoch):
+            return None, None
+        try:
+            lost_before: float | None = float(lost) if lost else None
+        except ValueError:
+            lost_before = None
+        return epoch, lost_before if lost_before is not None and _instant(lost_before) else None
 
-    def write_epoch(self, epoch: str) -> None:
-        write_atomic(self.epoch_path, epoch.encode())
+    def write_epoch(self, epoch: str, lost_before: float | None) -> None:
+        text = epoch if lost_before is None else f"{epoch} {lost_before!r}"
+        write_atomic(self.epoch_path, text.encode())
 
     def read_spawn_failures(self) -> dict[str, str]:
         """Job spec → why its last spawn failed, for entries whose fires still wait for a retry."""

@@ -120,6 +120,9 @@ class Scheduler:
         #: Whether this process is stopping (the daemon sets it: SIGTERM): a tick then starts no more due runs
         #: and keeps its watermark before them, so that stopping takes one spawn, not a whole tick's.
         self.stopping: Callable[[], bool] = _never
+        #: Claim keys of fires reported missed because the lock store lost its data (reported once each).
+        self._lost_reported: set[str] = set()
+        self._lost_epoch: str | None = None
         #: The first watermark while it cannot be stored (see :meth:`_first_watermark`).
         self._start: float | None = None
 
@@ -244,28 +247,35 @@ class Scheduler:
         """The due runs, without the fires a lock store that lost its data may have forgotten.
 
         A new store epoch means its claims are gone: a fire from before the
-        epoch began may have run on another host, so it is missed here (a
-        warning) rather than risked twice. Fires since then are claimed as
-        usual.
+        epoch began may have run (here or on another host), so it is missed
+        (a warning) rather than risked twice. Fires since then are claimed as
+        usual. This holds at every tick, not only the first that sees the new
+        epoch: a watermark held back (a failed spawn of another entry) has
+        later ticks decide those older fires again, and their claims are gone.
         """
         epoch = backend.epoch()
         if epoch is None:
             return due
-        seen = self.state.read_epoch()
-        if seen == epoch.id:
+        seen, lost_before = self.state.read_epoch()
+        if seen != epoch.id:
+            lost_before = None if seen is None else epoch.since  # None: the first look, nothing to compare with
+            self.state.write_epoch(epoch.id, lost_before)
+        if lost_before is None:
             return due
-        self.state.write_epoch(epoch.id)
-        if seen is None:
-            return due  # the first look: nothing to compare with
+        if epoch.id != self._lost_epoch:
+            self._lost_epoch, self._lost_reported = epoch.id, set()
         kept: list[Due] = []
         for run in due:
-            slots = tuple(slot for slot in run.slots if slot >= epoch.since)
-            if len(slots) < len(run.slots):
+            slots = tuple(slot for slot in run.slots if slot >= lost_before)
+            lost = [slot for slot in run.slots[:len(run.slots) - len(slots)]
+                    if claim_key(run.entry, slot) not in self._lost_reported]
+            if lost:
                 logger.warning(
                     "not starting %s for %s: the lock store lost its data (claims gone), so another host "
-                    "may have run it; missed", run.entry.job_spec, _fmt(run.slots[-1], self.tz))
-                self._report_missed(run.entry, run.slots[0], len(run.slots) - len(slots),
+                    "may have run it; missed", run.entry.job_spec, _fmt(lost[-1], self.tz))
+                self._report_missed(run.entry, lost[0], len(lost),
                                     "the lock store lost its data: another host may have run it")
+                self._lost_reported.update(claim_key(run.entry, slot) for slot in lost)
             if slots:
                 kept.append(Due(run.entry, slots))
         return kept

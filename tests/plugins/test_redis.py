@@ -472,6 +472,36 @@ def test_redis_restarted_empty_between_two_hosts_ticks_fires_nothing_twice(tmp_p
         assert sum(m.get("args") == ["once"] for h in hosts for m in h.read_marks()) == 1
 
 
+def test_a_held_watermark_never_runs_again_a_fire_whose_claim_redis_lost(tmp_path: Path) -> None:
+    # The daemon soak's duplicates: a failed spawn of another entry keeps the watermark before this minute's fire;
+    # Redis restarts empty (the fire's claim is gone); the first tick after sees the new epoch and drops the fire;
+    # a later tick, the watermark still held, decided it again and its claim succeeded: it ran twice.
+    with running_redis(tmp_path / "redis") as server:
+        shared = server.settings(CRONMAN_REDIS_LOCKS=True)
+        if time.time() % 60 > 40:
+            time.sleep(60 - time.time() % 60 + 1)
+        spec = "Echo:held"
+        host = make_host(tmp_path, shared, "host-a", jobs=(("* * * * *", spec),))
+        assert host.run("cron_scheduler", "run").returncode == 0  # this host has seen this Redis's epoch
+        held = json.dumps({"version": 1, "watermark": time.time() // 60 * 60 - 1})  # before this minute's fire
+        watermark = host.data_dir / "scheduler" / "watermark.json"
+        watermark.write_text(held)
+        deadline = time.monotonic() + 30
+        while not any(m.get("args") == ["held"] for m in host.read_marks()):
+            assert time.monotonic() < deadline, host.read_marks()
+            time.sleep(0.1)  # its run ran (it confirmed its claim as it started: that must be before the loss)
+        server.restart_empty()
+        runs = []
+        for _ in range(3):
+            watermark.write_text(held)  # still held back, as by another entry's failed spawn
+            tick = host.run("cron_scheduler", "run")
+            assert tick.returncode == 0, tick.stderr
+            runs += started_fires(tick.stderr, spec)
+        assert runs == []
+        time.sleep(1.0)
+        assert sum(m.get("args") == ["held"] for m in host.read_marks()) == 1  # the first tick's run only
+
+
 def test_a_running_workers_lock_survives_redis_restarting_empty(tmp_path: Path) -> None:
     with running_redis(tmp_path / "redis") as server:
         shared = server.settings(CRONMAN_REDIS_LOCKS=True, CRONMAN_REDIS_LOCK_TTL=1.5)
