@@ -277,6 +277,9 @@ class _FlakyScheduler:
     def has_impl(self, name: str) -> bool:
         return False
 
+    def begin(self) -> None:
+        self.calls.append("begin")
+
     def reload(self) -> None:
         self.calls.append("reload")
 
@@ -312,7 +315,7 @@ def test_daemon_ticks_at_every_minute_and_survives_a_failing_tick() -> None:
     run_daemon(scheduler, stop, scheduler.reload_event)  # type: ignore[arg-type]
     # the spawner gets ready at start and on SIGHUP (within the second), and lets go at the end;
     # SIGHUP has the schedule read anew first, and a tick on it at once
-    assert scheduler.calls == ["reload", "tick", "tick", "tick", "reread", "reload", "tick", "close"]
+    assert scheduler.calls == ["begin", "reload", "tick", "tick", "tick", "reread", "reload", "tick", "close"]
     assert scheduler.ticks[0] == at(10, 0, 30)  # at start, to catch up
     assert [t - at(10, 0) for t in scheduler.ticks[1:]] == pytest.approx([60, 120, 121], abs=0.01)
     assert [str(e) for e in scheduler.reported] == ["tick broke"]
@@ -704,3 +707,24 @@ def test_a_stopping_daemon_starts_no_further_due_run_and_the_next_start_runs_the
     clock.now = at(10, 1, 0)
     Scheduler(pm=pm, clock=clock).tick()
     assert len(spawned) == 12  # 10:01 once each; 10:00 not again
+
+
+def test_a_daemon_killed_while_it_gets_ready_has_stored_its_first_watermark(data_dir, settings, monkeypatch) -> None:
+    # A prefork template takes seconds to get ready on a loaded host: a daemon SIGKILLed then never ticked, and the
+    # next daemon's first tick started over from its own minute, losing the fires since the first start.
+    pm = _pidfile_manager(settings, data_dir, [("* * * * *", "Noop")])
+    clock = _FakeClock(at(10, 0, 30))
+    scheduler = Scheduler(pm=pm, clock=clock)
+
+    def killed() -> None:
+        raise KeyboardInterrupt  # stands in for SIGKILL: nothing after it runs
+
+    monkeypatch.setattr(scheduler, "reload", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_daemon(scheduler, threading.Event())
+    fires: list[tuple[int, int]] = []
+    monkeypatch.setattr(tick, "spawn_job", lambda spec, **run: fires.append(
+        tuple(json.loads(run["env"][SCHEDULED_FIRE_ENV])[k] for k in ("first", "count"))))
+    clock.now = at(10, 2, 10)
+    Scheduler(pm=pm, clock=clock).tick()  # the next daemon's first tick
+    assert fires == [(at(10, 0), 3)]  # 10:00, 10:01 and 10:02 in one run

@@ -41,13 +41,15 @@ def run_daemon(
     loaded host past systemd's stop timeout. ``reload`` (SIGHUP) has the
     schedule's sources read anew (``CRON_JOBS`` re-imported) and the spawner
     get ready anew within a second; the spawner does so at start too, and
-    lets go at the end. Every ``CRONMAN_SCHEDULE_POLL_INTERVAL`` seconds the
+    lets go at the end. Before it gets ready, a first start stores its
+    first watermark (:meth:`Scheduler.begin`). Every ``CRONMAN_SCHEDULE_POLL_INTERVAL`` seconds the
     schedule plugins are asked whether their entries changed; a change is
     ticked on at once.
     """
     stop = stop or threading.Event()
     reload = reload or threading.Event()
     scheduler.stopping = stop.is_set  # a tick under way starts no more runs once stop is set
+    _guarded(scheduler, scheduler.begin)
     _guarded(scheduler, scheduler.reload)
     try:
         _loop(scheduler, stop, reload)

@@ -216,6 +216,17 @@ class Scheduler:
         if watermark != stored.value or pruned_at:
             self.state.write_watermark(watermark, pruned_at, reset=decision.reset)
 
+    def begin(self) -> None:
+        """A daemon starts: with no watermark yet, store the first one now, before the spawner gets ready.
+
+        A daemon killed while it got ready (a prefork template takes seconds on
+        a loaded host) would otherwise leave none, and the next one's first
+        tick would start over from its own minute.
+        """
+        stored = self.state.read_watermark(report=False)
+        if stored.value is None:
+            self._first_watermark(self._now(), stored)
+
     def _first_watermark(self, now: float, stored: Watermark) -> Watermark:
         """No watermark stored (a first run, or one set aside): start one minute before the first tick that
         found none, and store that before any claim.
