@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from collections import Counter
@@ -67,9 +68,12 @@ def main() -> None:
 
 
 def _reasons(counts: Counter[str]) -> str:
-    """``N (n1 reason1, n2 reason2)``, or ``0``."""
-    total = sum(counts.values())
-    return f"{total} ({', '.join(f'{n} {reason}' for reason, n in counts.most_common())})" if total else "0"
+    """``N (n1 reason1, n2 reason2)``, or ``0``; one reason for every lock's name (``lock 'SoakLocked3' ...``)."""
+    merged: Counter[str] = Counter()
+    for reason, n in counts.items():
+        merged[re.sub(r"lock '[^']*'", "its lock", reason)] += n
+    total = sum(merged.values())
+    return f"{total} ({', '.join(f'{n} {reason}' for reason, n in merged.most_common())})" if total else "0"
 
 
 if __name__ == "__main__":
