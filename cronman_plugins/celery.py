@@ -115,9 +115,11 @@ def _revoked(sender: Any = None, request: Any = None, expired: bool = False, **k
     """A run message that expired in the queue: its fires are missed, with that reason, and nothing runs."""
     if not expired or getattr(request, "name", getattr(sender, "name", None)) != TASK_NAME:
         return
-    task_kwargs = getattr(request, "kwargs", None) or {}
-    job_spec = task_kwargs.get("job_spec", "?")
-    fire = ScheduledFire.decode((task_kwargs.get("env") or {}).get(SCHEDULED_FIRE_ENV))
+    task_kwargs = getattr(request, "kwargs", None)
+    task_kwargs = task_kwargs if isinstance(task_kwargs, dict) else {}  # a message anyone could have sent
+    job_spec = str(task_kwargs.get("job_spec", "?"))[:200]
+    env = task_kwargs.get("env")
+    fire = ScheduledFire.decode(env.get(SCHEDULED_FIRE_ENV) if isinstance(env, dict) else None)
     logger.warning("%s expired in the queue: not run", job_spec)
     if fire is not None:
         first = dt.datetime.fromtimestamp(fire.first, dt.UTC)

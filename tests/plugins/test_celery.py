@@ -193,3 +193,15 @@ def test_missing_celery_app_setting_is_one_line(cluster: CeleryCluster) -> None:
     result = tick(scheduler)
     assert "cannot start WhereAmI:nowhere: CRONMAN_CELERY_APP 'no_such_module.app' cannot be imported" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kwargs", [None, [], "x", {"env": ["a"]}, {"env": "x", "job_spec": 3},
+                                    {"env": {"CRONMAN_SCHEDULED_FIRE": "[1]"}}, {"env": {"CRONMAN_SCHEDULED_FIRE": 5}}])
+def test_an_expired_message_of_any_shape_is_one_warning(kwargs, caplog) -> None:
+    # a message in the queue is anyone's: an expired one with odd kwargs must not raise in the worker's signal
+    from types import SimpleNamespace
+
+    from cronman_plugins.celery import TASK_NAME, _revoked
+
+    _revoked(request=SimpleNamespace(name=TASK_NAME, kwargs=kwargs), expired=True)
+    assert [r.levelname for r in caplog.records if r.name.startswith("cronman")] == ["WARNING"]
